@@ -1,0 +1,82 @@
+"""A feed publisher: a news site's stored articles as RSS 2.0, Atom 1.0 and JSON Feed 1.1 feeds."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from feeds.catalog import Catalog
+from feeds.config import Settings, load_settings
+from feeds.errors import StoreUnavailable
+from feeds.store import Store
+
+__all__ = ["create_app", "Services", "Settings", "load_settings"]
+__version__ = "0.1.0"
+
+log = logging.getLogger("feeds")
+
+
+@dataclass(frozen=True)
+class Services:
+    """What every request needs, built once per app: ``app.extensions["feeds"]``."""
+
+    settings: Settings
+    store: Store
+    catalog: Catalog
+
+
+def open_store(settings: Settings) -> Store:
+    store = Store(settings.database.url, settings.slugs.categories, settings.slugs.sources)
+    store.migrate()
+    return store
+
+
+def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
+    """The WSGI app. ``config`` is a ``Settings``, or overrides nested like config.toml."""
+    settings = config if isinstance(config, Settings) else load_settings(overrides=config)
+    app = Flask(__name__)
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.config["MAX_CONTENT_LENGTH"] = settings.api.max_body_bytes
+    store = open_store(settings)
+    app.extensions["feeds"] = Services(settings, store, Catalog(store, settings))
+
+    from feeds import web
+
+    app.register_blueprint(web.bp)
+    app.jinja_env.globals["feed_url"] = web.feed_url
+    _register_errors(app)
+    return app
+
+
+def _register_errors(app: Flask) -> None:
+    def answer(status: int, message: str) -> Response:
+        if request.path.startswith("/api/"):
+            response = jsonify(error=message)
+        else:
+            response = Response(message + "\n", mimetype="text/plain")
+        response.status_code = status
+        return response
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        response = answer(exc.code or 500, exc.description or exc.name)
+        for name, value in exc.get_headers():
+            if name.lower() not in ("content-type", "content-length"):
+                response.headers[name] = value
+        return response
+
+    @app.errorhandler(StoreUnavailable)
+    def store_down(exc: StoreUnavailable) -> Response:
+        log.error("database unavailable: %s", exc)
+        response = answer(503, "The database is unavailable; try again shortly.")
+        response.headers["Retry-After"] = "5"
+        return response
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return answer(500, "Internal error; it has been logged.")

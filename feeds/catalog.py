@@ -1,0 +1,176 @@
+"""Which feeds exist and what each holds: the declarative half, apart from the writers.
+
+A ``FeedSpec`` says where a feed lives and what it is called; ``Catalog.build``
+fills it with items from the store as a format-neutral ``Feed``.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Literal
+from urllib.parse import quote
+
+from feeds.config import Settings
+from feeds.model import Article, Category, Feed, Item, Source
+from feeds.store import Store
+
+Kind = Literal["all", "category", "source", "hot"]
+WINDOW_NAMES = {"daily": "日榜", "weekly": "周榜", "monthly": "月榜"}
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class FeedSpec:
+    """One published feed, before it has items. ``path`` is its URL below ``/feeds/``, without extension."""
+
+    path: str
+    kind: Kind
+    title: str
+    description: str
+    category: Category | None = None
+    source: Source | None = None
+    window: str | None = None
+
+
+class Catalog:
+    """Names, finds and fills the feeds of one site."""
+
+    def __init__(self, store: Store, settings: Settings):
+        self.store = store
+        self.settings = settings
+
+    # -- which feeds exist -------------------------------------------------------
+
+    def everything(self) -> FeedSpec:
+        return FeedSpec("all", "all", f"{self.settings.site.title} · 全部文章", f"{self.settings.site.title}的全部最新文章")
+
+    def for_category(self, category: Category) -> FeedSpec:
+        crumbs = " > ".join(category.names)
+        return FeedSpec(
+            f"category/{category.slug_path}",
+            "category",
+            f"{self.settings.site.title} · {crumbs}",
+            f"{self.settings.site.title}「{crumbs}」栏目的最新文章",
+            category=category,
+        )
+
+    def for_source(self, source: Source) -> FeedSpec:
+        return FeedSpec(
+            f"source/{source.slug}",
+            "source",
+            f"{self.settings.site.title} · 来源:{source.name}",
+            f"{self.settings.site.title}转载自{source.name}的最新文章",
+            source=source,
+        )
+
+    def hot(self, window: str, category: Category | None = None) -> FeedSpec:
+        label = self.window_label(window)
+        if category is None:
+            return FeedSpec(
+                f"hot/{window}",
+                "hot",
+                f"{self.settings.site.title} · 热门文章 {label}",
+                f"{self.settings.site.title}{self._window_phrase(window)}阅读最多的{self.settings.hot.size}篇文章",
+                window=window,
+            )
+        crumbs = " > ".join(category.names)
+        return FeedSpec(
+            f"hot/{window}/category/{category.slug_path}",
+            "hot",
+            f"{self.settings.site.title} · {crumbs} · 热门文章 {label}",
+            f"{self.settings.site.title}「{crumbs}」栏目{self._window_phrase(window)}阅读最多的{self.settings.hot.size}篇文章",
+            category=category,
+            window=window,
+        )
+
+    def window_label(self, window: str) -> str:
+        return WINDOW_NAMES.get(window, f"{self.settings.hot.windows[window]}小时榜")
+
+    def _window_phrase(self, window: str) -> str:
+        hours = self.settings.hot.windows[window]
+        return f"过去{hours // 24}天" if hours % 24 == 0 else f"过去{hours}小时"
+
+    def resolve(self, path: str) -> FeedSpec | None:
+        """The feed published at ``/feeds/<path>.<ext>``, or None."""
+        kind, _, rest = path.partition("/")
+        if path == "all":
+            return self.everything()
+        if kind == "category" and rest:
+            category = self.store.category(rest)
+            return self.for_category(category) if category else None
+        if kind == "source" and rest and "/" not in rest:
+            source = self.store.source(rest)
+            return self.for_source(source) if source else None
+        if kind == "hot" and rest:
+            window, _, scope = rest.partition("/")
+            if window not in self.settings.hot.windows:
+                return None
+            if not scope:
+                return self.hot(window)
+            scope_kind, _, slug_path = scope.partition("/")
+            category = self.store.category(slug_path) if scope_kind == "category" and slug_path else None
+            return self.hot(window, category) if category else None
+        return None
+
+    # -- what a feed holds -------------------------------------------------------
+
+    def build(self, spec: FeedSpec, limit: int, now: datetime | None = None) -> Feed:
+        """Fill ``spec`` with its newest (or, for a hot list, most-read) ``limit`` items."""
+        if spec.kind == "hot":
+            assert spec.window is not None
+            window = timedelta(hours=self.settings.hot.windows[spec.window])
+            ranked = self.store.ranking(now or datetime.now(timezone.utc), window, limit, spec.category)
+            articles = [entry.article for entry in ranked]
+            prefixes = [f"{rank}. " for rank in range(1, len(articles) + 1)]
+            updated = self.store.ranking_changed(spec.path, _signature(articles), now)
+        else:
+            articles = self.store.newest(limit, category=spec.category, source=spec.source)
+            prefixes = [""] * len(articles)
+            updated = max((article.changed for article in articles), default=_EPOCH)
+        tz = self.settings.tz
+        return Feed(
+            path=spec.path,
+            title=spec.title,
+            description=spec.description,
+            publisher=self.settings.site.title,
+            address=f"{self.settings.site.base_url.rstrip('/')}/feeds/{spec.path}",
+            link=self.settings.site.link,
+            language=self.settings.site.language,
+            updated=updated.astimezone(tz),
+            items=tuple(self._item(article, prefix) for article, prefix in zip(articles, prefixes)),
+        )
+
+    def _item(self, article: Article, title_prefix: str) -> Item:
+        tz = self.settings.tz
+        return Item(
+            guid=self.guid(article.id),
+            title=title_prefix + article.title,
+            link=article.url,
+            summary=article.summary,
+            content_html=article.content,
+            published=article.published.astimezone(tz),
+            updated=article.changed.astimezone(tz),
+            author=article.author,
+            source=article.source,
+            source_feed=self._source_feed(article.source),
+            categories=(("/".join(article.category),) if article.category else ()) + article.tags,
+            image=article.image,
+        )
+
+    def _source_feed(self, source: Source | None) -> str | None:
+        if source is None:
+            return None
+        return f"{self.settings.site.base_url.rstrip('/')}/feeds/{self.for_source(source).path}.rss"
+
+    def guid(self, article_id: str) -> str:
+        """The article's id in every feed, for good: readers use it to never show an article twice."""
+        return self.settings.site.guid_prefix + quote(article_id, safe="")
+
+
+def _signature(articles: list[Article]) -> str:
+    """What a ranking shows: which articles, in which order, as they read now."""
+    digest = hashlib.sha256()
+    for article in articles:
+        digest.update(f"{article.id}\0{article.changed.isoformat()}\n".encode())
+    return digest.hexdigest()

@@ -1,0 +1,219 @@
+"""Settings: built-in defaults, then config.toml, then a few environment variables.
+
+The file is named by ``FEEDS_CONFIG``, else ``./config.toml`` when there is one.
+Every key is declared below with its type and default; ``config.toml`` at the top
+of the repository documents the same keys. An unknown key, a value of the wrong
+type or an unusable value stops start-up with a ``ConfigError`` naming the key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from feeds.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SiteSettings:
+    title: str = "融易新闻"
+    link: str = "https://news.example.cn/"
+    base_url: str = "http://127.0.0.1:8000"
+    timezone: str = "Asia/Shanghai"
+    language: str = "zh-CN"
+    guid_prefix: str = "tag:news.example.cn,2024:article:"
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = "sqlite:///feeds.db"
+
+
+@dataclass(frozen=True)
+class FeedSettings:
+    default_limit: int = 20
+    max_limit: int = 100
+    max_age: int = 300
+    summary_length: int = 120
+
+
+@dataclass(frozen=True)
+class SlugSettings:
+    categories: dict[str, str] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HotSettings:
+    size: int = 10
+    windows: dict[str, int] = field(default_factory=lambda: {"daily": 24, "weekly": 168})
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    token: str = ""
+    max_body_bytes: int = 5_000_000
+    max_articles: int = 500
+    max_title_chars: int = 500
+    max_summary_chars: int = 5_000
+    max_content_chars: int = 500_000
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 2
+    threads: int = 4
+
+
+@dataclass(frozen=True)
+class Settings:
+    site: SiteSettings = field(default_factory=SiteSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    feeds: FeedSettings = field(default_factory=FeedSettings)
+    slugs: SlugSettings = field(default_factory=SlugSettings)
+    hot: HotSettings = field(default_factory=HotSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
+    cache: CacheSettings = field(default_factory=CacheSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.site.timezone)
+
+
+ENVIRONMENT = {
+    "FEEDS_DATABASE_URL": ("database", "url"),
+    "FEEDS_BASE_URL": ("site", "base_url"),
+    "FEEDS_API_TOKEN": ("api", "token"),
+    "FEEDS_CACHE_URL": ("cache", "url"),
+}
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Read the settings. ``overrides`` (nested like the file) win over the file,
+    and the environment wins over both."""
+    environ = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    config_file = _config_file(path, environ)
+    if config_file is not None:
+        try:
+            raw = tomllib.loads(config_file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{config_file}: cannot read: {exc}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{config_file}: not valid TOML: {exc}") from exc
+    for section, values in (overrides or {}).items():
+        if isinstance(values, Mapping) and isinstance(raw.get(section), dict):
+            raw[section] = {**raw[section], **values}
+        else:
+            raw[section] = values
+    for variable, (section, key) in ENVIRONMENT.items():
+        if variable in environ:
+            raw.setdefault(section, {})[key] = environ[variable]
+    settings = _build(Settings, raw, "")
+    _check(settings)
+    return settings
+
+
+def _config_file(path: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> Path | None:
+    if path is not None:
+        return Path(path)
+    if environ.get("FEEDS_CONFIG"):
+        return Path(environ["FEEDS_CONFIG"])
+    local = Path("config.toml")
+    return local if local.is_file() else None
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a table, got {raw!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    for key in raw:
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            raise ConfigError(f"{prefix}{key}: unknown key (known here: {known})")
+    values = {}
+    for name in fields:
+        if name not in raw:
+            continue
+        hint = hints[name]
+        key = f"{prefix}{name}"
+        if dataclasses.is_dataclass(hint):
+            values[name] = _build(hint, raw[name], key + ".")
+        else:
+            values[name] = _coerce(hint, raw[name], key)
+    return cls(**values)
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    if typing.get_origin(hint) is dict:
+        key_type, value_type = typing.get_args(hint)
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a table, got {value!r}")
+        return {_coerce(key_type, k, key): _coerce(value_type, v, f"{key}.{k}") for k, v in value.items()}
+    if hint is int:
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected a whole number, got {value!r}")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported setting type {hint!r} for {key}")
+
+
+def _check(settings: Settings) -> None:
+    for key, url in (("site.link", settings.site.link), ("site.base_url", settings.site.base_url)):
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(f"{key}: expected an http(s) URL, got {url!r}")
+    try:
+        ZoneInfo(settings.site.timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"site.timezone: unknown timezone {settings.site.timezone!r}") from exc
+    if "://" not in settings.database.url:
+        raise ConfigError(f"database.url: expected a SQLAlchemy URL, got {settings.database.url!r}")
+    if settings.cache.url and urlsplit(settings.cache.url).scheme not in ("redis", "rediss", "memory"):
+        raise ConfigError(f"cache.url: expected redis://, rediss:// or memory://, got {settings.cache.url!r}")
+    positive = {
+        "feeds.default_limit": settings.feeds.default_limit,
+        "feeds.max_limit": settings.feeds.max_limit,
+        "feeds.summary_length": settings.feeds.summary_length,
+        "hot.size": settings.hot.size,
+        "api.max_body_bytes": settings.api.max_body_bytes,
+        "api.max_articles": settings.api.max_articles,
+        "server.port": settings.server.port,
+        "server.workers": settings.server.workers,
+        "server.threads": settings.server.threads,
+        **{f"hot.windows.{name}": hours for name, hours in settings.hot.windows.items()},
+    }
+    for key, value in positive.items():
+        if value < 1:
+            raise ConfigError(f"{key}: must be at least 1, got {value}")
+    if settings.feeds.max_age < 0:
+        raise ConfigError(f"feeds.max_age: must not be negative, got {settings.feeds.max_age}")
+    if settings.feeds.default_limit > settings.feeds.max_limit:
+        raise ConfigError("feeds.default_limit: must not exceed feeds.max_limit")
+    for name in settings.hot.windows:
+        if not name.isascii() or not name.replace("-", "").isalnum():
+            raise ConfigError(f"hot.windows.{name}: window names are used in URLs; use ASCII letters, digits, '-'")

@@ -1,0 +1,116 @@
+"""The domain: what the newsroom stores and what a feed shows, as plain frozen dataclasses.
+
+Every layer speaks these types: validation makes ``Article``s, the store keeps
+and returns them, the catalog turns them into a format-neutral ``Feed``, and the
+writers turn a ``Feed`` into bytes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class Category:
+    """A node of the category tree, e.g. 热点 > 国内; ``slugs`` spell its URL."""
+
+    names: tuple[str, ...]
+    slugs: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return self.names[-1]
+
+    @property
+    def path(self) -> str:
+        return "/".join(self.names)
+
+    @property
+    def slug_path(self) -> str:
+        return "/".join(self.slugs)
+
+    @property
+    def depth(self) -> int:
+        return len(self.names) - 1
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where an article comes from (the 来源 line): a name, an optional home page."""
+
+    name: str
+    slug: str = ""
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class Article:
+    """One news article. ``id`` is the publisher's own stable id; times are aware."""
+
+    id: str
+    url: str
+    title: str
+    published: datetime
+    category: tuple[str, ...]
+    summary: str = ""
+    content: str = ""
+    author: str | None = None
+    source: Source | None = None
+    tags: tuple[str, ...] = ()
+    image: str | None = None
+    updated: datetime | None = None
+
+    @property
+    def changed(self) -> datetime:
+        """The latest moment anything about the article happened."""
+        return max(self.published, self.updated) if self.updated else self.published
+
+
+@dataclass(frozen=True)
+class ReadEvent:
+    """``count`` reads of one article at about ``at``."""
+
+    article_id: str
+    at: datetime
+    count: int = 1
+
+
+@dataclass(frozen=True)
+class Item:
+    """One entry of a feed, ready for any format: text is plain except ``content_html``."""
+
+    guid: str
+    title: str
+    link: str
+    summary: str
+    content_html: str
+    published: datetime
+    updated: datetime
+    author: str | None
+    source: Source | None
+    source_feed: str | None
+    categories: tuple[str, ...]
+    image: str | None
+
+
+@dataclass(frozen=True)
+class Feed:
+    """A format-neutral feed: the writers turn it into RSS, Atom or JSON Feed bytes.
+
+    ``updated`` is the latest change to anything the feed holds, never "now",
+    so the rendered bytes change only when the content does.
+    """
+
+    path: str
+    title: str
+    description: str
+    publisher: str
+    address: str
+    link: str
+    language: str
+    updated: datetime
+    items: tuple[Item, ...]
+
+    def url(self, extension: str) -> str:
+        """The feed's own canonical URL in one format, e.g. ``.../feeds/all.rss``."""
+        return f"{self.address}.{extension}"

@@ -1,0 +1,127 @@
+"""Text at the door: characters XML forbids, HTML sanitising, summaries of Chinese news, slugs."""
+from __future__ import annotations
+
+import hashlib
+import re
+
+import lxml.html
+import nh3
+from lxml.etree import ParserError
+from pypinyin import lazy_pinyin
+
+# XML 1.0 allows tab, newline, return and everything from U+0020 up, less the
+# surrogates and U+FFFE/U+FFFF; one such character makes a strict parser reject
+# the whole feed, so they never enter the store.
+_XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_SPACE = re.compile(r"\s+")
+
+ALLOWED_TAGS = {
+    "p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li", "dl", "dt", "dd",
+    "a", "img", "figure", "figcaption", "blockquote", "q", "cite", "pre", "code",
+    "table", "caption", "thead", "tbody", "tfoot", "tr", "th", "td",
+    "strong", "b", "em", "i", "u", "s", "sub", "sup", "small", "span", "div", "abbr", "time",
+}
+ALLOWED_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "img": {"src", "alt", "title", "width", "height"},
+    "td": {"colspan", "rowspan"},
+    "th": {"colspan", "rowspan", "scope"},
+    "ol": {"start"},
+    "abbr": {"title"},
+    "time": {"datetime"},
+}
+
+_BLOCKS = {"p", "div", "li", "blockquote", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "figcaption", "pre", "dd", "dt"}
+_ORIGINAL_TITLE = re.compile(r"^(?:【[^】]*】\s*)?原标题\s*[:：]\s*")
+_BOILERPLATE_LINE = re.compile(
+    r"^[(（\[【]?\s*(?:责任编辑|编辑|责编|校对|审核|来源|本文来源|免责声明)\s*[:：]"
+    r"|^免责声明\s*$"
+    r"|不代表本(?:网|站|平台)的?观点"
+    r"|转载此文目的在于"
+    r"|侵犯您的知识产权"
+    r"|如有侵权"
+)
+_SENTENCE_END = re.compile(r"[。！？!?…]+[”’」』)）]*")
+
+
+def strip_forbidden(text: str) -> str:
+    """Remove the characters XML 1.0 forbids; everything else is kept exactly."""
+    return _XML_FORBIDDEN.sub("", text)
+
+
+def plain(text: str) -> str:
+    """A one-line plain-text field (title, name, tag): allowed characters, spaces folded."""
+    return _SPACE.sub(" ", strip_forbidden(text)).strip()
+
+
+def sanitize_html(html: str, base_url: str) -> str:
+    """Keep what news bodies use, drop scripts, handlers, styles and frames; make URLs absolute."""
+    return nh3.clean(
+        strip_forbidden(html),
+        tags=ALLOWED_TAGS,
+        attributes=ALLOWED_ATTRIBUTES,
+        url_schemes={"http", "https", "mailto"},
+        url_relative=("rewrite_with_base", base_url),
+    ).strip()
+
+
+def html_lines(html: str) -> list[str]:
+    """The text of an HTML fragment, one line per block element."""
+    if not html.strip():
+        return []
+    try:
+        root = lxml.html.fragment_fromstring(html, create_parent="div")
+    except (ParserError, ValueError):
+        return [plain(html)]
+    for br in root.iter("br"):
+        br.tail = "\n" + (br.tail or "")
+    for block in root.iter(*_BLOCKS):
+        block.tail = "\n" + (block.tail or "")
+        block.text = "\n" + (block.text or "")
+    return [line for line in (plain(part) for part in root.text_content().split("\n")) if line]
+
+
+def summarize(title: str, lines: list[str], length: int | None = None) -> str:
+    """A reader's summary: boilerplate dropped, cut at a sentence end near ``length`` characters."""
+    kept = []
+    for line in lines:
+        line = _drop_original_title(line, title)
+        if line and not _BOILERPLATE_LINE.search(line):
+            kept.append(line)
+    text = " ".join(kept)
+    return text if length is None else _cut(text, length)
+
+
+def _drop_original_title(line: str, title: str) -> str:
+    """Remove a leading ``原标题:...`` and the original headline after it.
+
+    The headline has no end mark, so take the longest run of words that the
+    article's own title contains (spaces ignored); failing that, the first word.
+    """
+    marker = _ORIGINAL_TITLE.match(line)
+    if not marker:
+        return line
+    rest = line[marker.end():]
+    words = rest.split(" ")
+    compact_title = title.replace(" ", "")
+    cut = 1
+    for count in range(1, len(words) + 1):
+        if "".join(words[:count]) in compact_title:
+            cut = count
+    return " ".join(words[cut:]).strip()
+
+
+def _cut(text: str, length: int) -> str:
+    if len(text) <= length:
+        return text
+    low, high = length // 2, length + length // 5
+    ends = [m.end() for m in _SENTENCE_END.finditer(text, 0, high + 1) if low <= m.end() <= high]
+    if ends:
+        return text[: min(ends, key=lambda end: abs(end - length))].rstrip()
+    return text[:length].rstrip() + "…"
+
+
+def slugify(name: str) -> str:
+    """An ASCII slug for a Chinese name: 热点 -> redian, A股 -> agu."""
+    slug = re.sub(r"[^a-z0-9]+", "-", "".join(lazy_pinyin(name)).lower()).strip("-")
+    return slug or "x" + hashlib.sha1(name.encode()).hexdigest()[:8]

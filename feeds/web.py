@@ -1,0 +1,176 @@
+"""The public web layer: feeds, the index page, OPML, health. Routing and HTTP only.
+
+Every answer here is conditional: a strong ETag from the body's hash and a
+Last-Modified from the newest change the body shows, so a poller that already
+has the bytes gets a 304 with no body.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+
+from flask import Blueprint, Response, abort, current_app, render_template, request
+from lxml import etree
+
+from feeds.catalog import Catalog, FeedSpec
+from feeds.config import Settings
+from feeds.model import Category
+from feeds.writers import FORMATS, render
+
+bp = Blueprint("web", __name__)
+
+
+def catalog() -> Catalog:
+    return current_app.extensions["feeds"].catalog
+
+
+def settings() -> Settings:
+    return current_app.extensions["feeds"].settings
+
+
+@bp.get("/feeds/<path:feed_path>")
+def feed(feed_path: str) -> Response:
+    path, dot, extension = feed_path.rpartition(".")
+    if not dot or extension not in FORMATS:
+        abort(404, description=f"No feed here. Feeds end in {', '.join('.' + e for e in FORMATS)}.")
+    spec = catalog().resolve(path)
+    if spec is None:
+        abort(404, description=f"No feed at /feeds/{path}. The list of feeds is at / and /feeds.opml.")
+    built = catalog().build(spec, _limit())
+    return conditional(render(built, extension), FORMATS[extension].mimetype, built.updated)
+
+
+@bp.get("/")
+def index() -> Response:
+    body = render_template("index.html", directory=directory(), site=settings().site)
+    return conditional(body.encode("utf-8"), "text/html; charset=utf-8", None)
+
+
+@bp.get("/feeds.opml")
+def opml() -> Response:
+    return conditional(opml_document(directory()), "text/x-opml; charset=utf-8", None)
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    current_app.extensions["feeds"].store.ping()
+    return Response("ok\n", mimetype="text/plain")
+
+
+def _limit() -> int:
+    feeds = settings().feeds
+    raw = request.args.get("limit")
+    if raw is None:
+        return feeds.default_limit
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= feeds.max_limit:
+        abort(400, description=f"limit must be a whole number from 1 to {feeds.max_limit}, got {raw!r}.")
+    return int(raw)
+
+
+def conditional(body: bytes, mimetype: str, last_modified: datetime | None) -> Response:
+    """A 200 with validators, or a 304 when the client already has these bytes.
+
+    When a client sends both validators, If-None-Match decides (RFC 9110 §13.2.2).
+    """
+    etag = hashlib.sha256(body).hexdigest()[:32]
+    if request.if_none_match:
+        unchanged = request.if_none_match.contains_weak(etag)
+    elif request.if_modified_since and last_modified is not None:
+        unchanged = last_modified.replace(microsecond=0) <= request.if_modified_since
+    else:
+        unchanged = False
+    response = Response(status=304) if unchanged else Response(body, content_type=mimetype)
+    response.set_etag(etag)
+    if last_modified is not None:
+        response.last_modified = last_modified
+    response.cache_control.public = True
+    response.cache_control.max_age = settings().feeds.max_age
+    return response
+
+
+# -- the directory of feeds, for the index page and OPML ------------------------------
+
+
+@dataclass(frozen=True)
+class CategoryNode:
+    spec: FeedSpec
+    children: tuple[CategoryNode, ...]
+
+
+@dataclass(frozen=True)
+class Directory:
+    everything: FeedSpec
+    categories: tuple[CategoryNode, ...]
+    sources: tuple[FeedSpec, ...]
+    hot: tuple[FeedSpec, ...]
+
+    def all_specs(self) -> list[FeedSpec]:
+        found = [self.everything]
+
+        def walk(nodes: tuple[CategoryNode, ...]) -> None:
+            for node in nodes:
+                found.append(node.spec)
+                walk(node.children)
+
+        walk(self.categories)
+        return found + list(self.sources) + list(self.hot)
+
+
+def directory() -> Directory:
+    cat = catalog()
+    return Directory(
+        everything=cat.everything(),
+        categories=_tree(cat, cat.store.categories(), ()),
+        sources=tuple(cat.for_source(source) for source in cat.store.sources()),
+        hot=tuple(cat.hot(window) for window in settings().hot.windows),
+    )
+
+
+def _tree(cat: Catalog, categories: list[Category], parent: tuple[str, ...]) -> tuple[CategoryNode, ...]:
+    children = [c for c in categories if c.names[:-1] == parent]
+    return tuple(CategoryNode(cat.for_category(c), _tree(cat, categories, c.names)) for c in children)
+
+
+def feed_url(spec: FeedSpec, extension: str) -> str:
+    return f"{settings().site.base_url.rstrip('/')}/feeds/{spec.path}.{extension}"
+
+
+def opml_document(found: Directory) -> bytes:
+    """OPML 2.0: every feed, grouped by kind, categories as a tree, so a reader subscribes in one step."""
+    site = settings().site
+    root = etree.Element("opml", version="2.0")
+    head = etree.SubElement(root, "head")
+    etree.SubElement(head, "title").text = f"{site.title} · 全部订阅源"
+    etree.SubElement(head, "ownerName").text = site.title
+    body = etree.SubElement(root, "body")
+
+    def feed_outline(parent: etree._Element, spec: FeedSpec) -> None:
+        etree.SubElement(
+            parent, "outline", type="rss", text=spec.title, title=spec.title,
+            xmlUrl=feed_url(spec, "rss"), htmlUrl=site.link,
+        )
+
+    def group(title: str) -> etree._Element:
+        return etree.SubElement(body, "outline", text=title, title=title)
+
+    feed_outline(group("全部文章"), found.everything)
+
+    def categories(parent: etree._Element, nodes: tuple[CategoryNode, ...]) -> None:
+        for node in nodes:
+            if node.children:
+                name = node.spec.category.name if node.spec.category else node.spec.title
+                folder = etree.SubElement(parent, "outline", text=name, title=name)
+                feed_outline(folder, node.spec)
+                categories(folder, node.children)
+            else:
+                feed_outline(parent, node.spec)
+
+    categories(group("栏目"), found.categories)
+    sources = group("来源")
+    for spec in found.sources:
+        feed_outline(sources, spec)
+    hot = group("热门文章")
+    for spec in found.hot:
+        feed_outline(hot, spec)
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)

@@ -1,0 +1,158 @@
+"""Feed to bytes: RSS 2.0 and Atom 1.0 through feedgen, JSON Feed 1.1 by hand.
+
+feedgen has pitfalls, all handled here and nowhere else (each has a test):
+- ``add_entry`` prepends unless told ``order="append"``;
+- an entry's ``updated`` and the channel's ``lastBuildDate`` default to now, which
+  would change the bytes on every request: both are always set from the feed;
+- the RSS channel ``<link>`` is the *last* link added, so the alternate link goes last;
+- its RFC 822 dates switch the whole process's locale back and forth, which is
+  not thread-safe; dates are formatted by ``feeds.dates.rfc822`` instead;
+- characters XML forbids make lxml refuse the whole feed: they are stripped when
+  articles are stored (``feeds.text.strip_forbidden``);
+- Atom entry links lose their ``rel``, ``type`` and ``length`` (feedgen 1.0 reads
+  them from the element it has just made), which turns an enclosure into a
+  second alternate link: the links of each Atom entry are written here instead.
+"""
+from __future__ import annotations
+
+import html
+import json
+import mimetypes
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import feedgen.entry
+import feedgen.feed
+from feedgen.feed import FeedGenerator
+from lxml import etree
+
+from feeds.dates import rfc822, rfc3339
+from feeds.model import Feed, Item
+
+feedgen.entry.formatRFC2822 = rfc822
+feedgen.feed.formatRFC2822 = rfc822
+
+GENERATOR = "feeds"
+
+
+@dataclass(frozen=True)
+class Format:
+    extension: str
+    mimetype: str
+    render: Callable[[Feed], bytes]
+
+
+def _generator(feed: Feed, extension: str) -> FeedGenerator:
+    fg = FeedGenerator()
+    fg.load_extension("dc", atom=False, rss=True)
+    fg.id(feed.url(extension))
+    fg.title(feed.title)
+    fg.subtitle(feed.description)
+    fg.description(feed.description)
+    fg.language(feed.language)
+    fg.author({"name": feed.publisher})
+    fg.generator(GENERATOR)
+    fg.updated(feed.updated)
+    fg.lastBuildDate(feed.updated)
+    fg.link(href=feed.url(extension), rel="self", type=FORMATS[extension].mimetype)
+    fg.link(href=feed.link, rel="alternate", type="text/html")
+    for item in feed.items:
+        _entry(fg.add_entry(order="append"), item)
+    return fg
+
+
+def _entry(entry: feedgen.entry.FeedEntry, item: Item) -> None:
+    entry.guid(item.guid, permalink=False)
+    entry.title(item.title)
+    entry.link(href=item.link, rel="alternate", type="text/html")
+    entry.published(item.published)
+    entry.updated(item.updated)
+    entry.pubDate(item.published)
+    if item.author:
+        entry.author({"name": item.author})
+        entry.dc.dc_creator(item.author)
+    if item.source and item.source_feed:
+        entry.source(url=item.source_feed, title=item.source.name)
+    for category in item.categories:
+        entry.category(term=category)
+    if item.image:
+        entry.enclosure(item.image, "0", _image_type(item.image))
+
+
+def render_rss(feed: Feed) -> bytes:
+    fg = _generator(feed, "rss")
+    for entry, item in zip(fg.entry(), feed.items):
+        # RSS readers take <description> as HTML: the plain-text summary is escaped once for that.
+        entry.description(html.escape(item.summary or item.title, quote=False))
+        if item.content_html:
+            entry.content(item.content_html, type="CDATA")
+    return fg.rss_str(pretty=False, encoding="UTF-8")
+
+
+def render_atom(feed: Feed) -> bytes:
+    fg = _generator(feed, "atom")
+    for entry, item in zip(fg.entry(), feed.items):
+        entry.summary(item.summary or item.title, type="text")
+        if item.content_html:
+            entry.content(item.content_html, type="html")
+    root, _ = fg._create_atom(extensions=True)
+    # feedgen builds Atom elements without a namespace and declares it as the default on the root.
+    for element, item in zip(root.iterfind("entry"), feed.items):
+        for link in element.findall("link"):
+            element.remove(link)
+        etree.SubElement(element, "link", rel="alternate", type="text/html", href=item.link)
+        if item.image:
+            etree.SubElement(element, "link", rel="enclosure", type=_image_type(item.image), href=item.image)
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+def render_json(feed: Feed) -> bytes:
+    document = {
+        "version": "https://jsonfeed.org/version/1.1",
+        "title": feed.title,
+        "home_page_url": feed.link,
+        "feed_url": feed.url("json"),
+        "description": feed.description,
+        "language": feed.language,
+        "authors": [{"name": feed.publisher}],
+        "items": [_json_item(item) for item in feed.items],
+    }
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _json_item(item: Item) -> dict[str, object]:
+    entry: dict[str, object] = {"id": item.guid, "url": item.link, "title": item.title}
+    if item.content_html:
+        entry["content_html"] = item.content_html
+    else:
+        entry["content_text"] = item.summary or item.title
+    if item.summary:
+        entry["summary"] = item.summary
+    if item.image:
+        entry["image"] = item.image
+    entry["date_published"] = rfc3339(item.published)
+    entry["date_modified"] = rfc3339(item.updated)
+    if item.author:
+        entry["authors"] = [{"name": item.author}]
+    if item.categories:
+        entry["tags"] = list(item.categories)
+    if item.source:
+        entry["_source"] = {"name": item.source.name, **({"url": item.source.url} if item.source.url else {})}
+    return entry
+
+
+def _image_type(url: str) -> str:
+    guessed, _ = mimetypes.guess_type(url.split("?", 1)[0])
+    return guessed if guessed and guessed.startswith("image/") else "image/jpeg"
+
+
+FORMATS: dict[str, Format] = {
+    "rss": Format("rss", "application/rss+xml", render_rss),
+    "atom": Format("atom", "application/atom+xml", render_atom),
+    "json": Format("json", "application/feed+json", render_json),
+}
+
+
+def render(feed: Feed, extension: str) -> bytes:
+    """The feed's bytes in the format named by ``extension`` (``rss``, ``atom`` or ``json``)."""
+    return FORMATS[extension].render(feed)
