@@ -1,0 +1,136 @@
+"""Shared fixtures: a fresh database per test, on SQLite always and on PostgreSQL when
+``FEEDS_TEST_DATABASE_URL`` names one; ``app``, ``client`` and ``runner`` as in Flask's tutorial."""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner, Result
+from flask import Flask
+from flask.testing import FlaskClient
+
+from feeds import create_app
+from feeds.cli import main
+from feeds.config import Settings, load_settings
+from feeds.store import Store
+
+POSTGRES_URL = os.environ.get("FEEDS_TEST_DATABASE_URL", "")
+REDIS_URL = os.environ.get("FEEDS_TEST_REDIS_URL", "")
+SEED_ARTICLE = {
+    "id": "20240404-0001",
+    "url": "https://news.example.cn/redian/guonei/2024/0404/0001.html",
+    "title": "中国财贸轻纺烟草工会与中国纺织工业联合会召开第二十一次联席会议",
+    "content": (
+        "<p>原标题:中国财贸轻纺烟草工会与中国纺织工业联合会召开第二十一次联席会议</p>"
+        "<p>中工网北京4月2日电(工人日报-中工网记者朱欣)中国财贸轻纺烟草工会与中国纺织工业联合会今天在京召开第二十一次联席会议,"
+        "总结2023年合作成果,部署2024年工作任务。据悉,2024年双方将围绕“优竞赛、树典型、强技能”这一主线开展工作。</p>"
+        "<p>免责声明</p><p>融易新媒体转载此文目的在于传递更多信息,不代表本网的观点和立场。</p>"
+    ),
+    "author": "朱欣",
+    "source": "互联网",
+    "category": "热点/国内",
+    "tags": ["工会", "纺织"],
+    "image": "https://news.example.cn/images/0001.jpg",
+    "published": "2024-04-04 16:49:39",
+}
+
+
+def reset_postgres(url: str) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP SCHEMA public CASCADE"))
+        conn.execute(sa.text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+def _database_params() -> list[Any]:
+    postgres = pytest.param(
+        "postgresql",
+        marks=pytest.mark.skipif(not POSTGRES_URL, reason="FEEDS_TEST_DATABASE_URL is not set; PostgreSQL tests need it"),
+    )
+    return ["sqlite", postgres]
+
+
+@pytest.fixture(params=_database_params())
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database: SQLite in a temporary folder, or a wiped PostgreSQL schema."""
+    if request.param == "postgresql":
+        reset_postgres(POSTGRES_URL)
+        return POSTGRES_URL
+    return f"sqlite:///{tmp_path / 'feeds.db'}"
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'feeds.db'}"
+
+
+def make_settings(database_url: str, **sections: dict[str, Any]) -> Settings:
+    overrides: dict[str, Any] = {"database": {"url": database_url}, "site": {"base_url": "http://feeds.test"}}
+    for name, values in sections.items():
+        overrides[name] = {**overrides.get(name, {}), **values}
+    return load_settings(overrides=overrides, environ={})
+
+
+@pytest.fixture
+def settings(sqlite_url: str) -> Settings:
+    return make_settings(sqlite_url, api={"token": "s3cret"})
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[Flask]:
+    app = create_app(settings)
+    app.config["TESTING"] = True
+    yield app
+    app.extensions["feeds"].store.close()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def store(app: Flask) -> Store:
+    return app.extensions["feeds"].store
+
+
+class Runner:
+    """Runs the ``feeds`` command against the test app's settings and store."""
+
+    def __init__(self, app: Flask):
+        self.app = app
+        self.cli = CliRunner()
+
+    def invoke(self, *args: str, input: str | None = None) -> Result:
+        return self.cli.invoke(main, list(args), obj=self.app, input=input, catch_exceptions=False)
+
+
+@pytest.fixture
+def runner(app: Flask) -> Runner:
+    return Runner(app)
+
+
+def article(**changes: Any) -> dict[str, Any]:
+    """The seed article with some fields changed (a value of None removes the field)."""
+    raw = {**SEED_ARTICLE, **changes}
+    return {key: value for key, value in raw.items() if value is not None}
+
+
+def jsonl(rows: list[Any]) -> str:
+    return "".join((row if isinstance(row, str) else json.dumps(row, ensure_ascii=False)) + "\n" for row in rows)
+
+
+@pytest.fixture
+def write_jsonl(tmp_path: Path) -> Callable[[list[Any]], str]:
+    def write(rows: list[Any], name: str = "input.jsonl") -> str:
+        path = tmp_path / name
+        path.write_text(jsonl(rows), encoding="utf-8")
+        return str(path)
+
+    return write
