@@ -318,11 +318,11 @@ class Store:
             return conn.scalar(sa.select(reads_hourly.c.bucket).where(reads_hourly.c.bucket >= moment).limit(1)) is not None
 
     def categories(self) -> list[Category]:
-        """Every category, parents before children, siblings by name."""
+        """Every category, parents before children, siblings in pinyin order (as Chinese indexes sort)."""
         with self._read() as conn:
             rows = conn.execute(sa.select(categories.c.path, categories.c.slug_path)).all()
         found = [Category(tuple(row.path.split("/")), tuple(row.slug_path.split("/"))) for row in rows]
-        return sorted(found, key=lambda category: category.names)
+        return sorted(found, key=lambda category: [slugify(name) for name in category.names])
 
     def category(self, slug_path: str) -> Category | None:
         with self._read() as conn:
@@ -478,7 +478,10 @@ class Store:
         return {path: ids[0] for path, ids in known.items()}
 
     def _ensure_sources(self, conn: Connection, given: Iterable[Source]) -> dict[str, int]:
-        latest = {source.name: source for source in given}
+        latest: dict[str, Source] = {}
+        for source in given:  # the last URL given for a name wins; no URL keeps the one known
+            if source.url or source.name not in latest:
+                latest[source.name] = source
         known: dict[str, int] = {}
         for chunk in _chunks(list(latest)):
             for row in conn.execute(sa.select(sources).where(sources.c.name.in_(chunk))):

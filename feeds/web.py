@@ -38,7 +38,7 @@ def feed(feed_path: str) -> Response:
     if spec is None:
         abort(404, description=f"No feed at /feeds/{path}. The list of feeds is at / and /feeds.opml.")
     built = catalog().build(spec, _limit())
-    return conditional(render(built, extension), FORMATS[extension].mimetype, built.updated)
+    return conditional(render(built, extension), f"{FORMATS[extension].mimetype}; charset=utf-8", built.updated)
 
 
 @bp.get("/")

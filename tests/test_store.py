@@ -1,0 +1,170 @@
+"""The store, on SQLite and (when configured) PostgreSQL: upserts, the category tree, slugs, schema."""
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from feeds.config import load_settings
+from feeds.model import Article, Source
+from feeds.store import Store, metadata
+from feeds.validate import article_from_dict
+from tests.conftest import article
+
+SETTINGS = load_settings(environ={})
+BEIJING = SETTINGS.tz
+
+
+def make(article_id: str, published: datetime, category: str = "热点/国内", source: str | None = "新华社", **changes) -> Article:
+    fields = {"url": f"https://news.example.cn/{article_id}.html", "title": f"标题{article_id}", "category": category,
+              "source": source, "published": published.isoformat(), **changes}
+    raw = article(id=article_id, **fields)
+    return article_from_dict(raw, SETTINGS)
+
+
+@pytest.fixture
+def store(database_url):
+    store = Store(database_url, {"体育": "sports"}, {"经济日报": "jingji"})
+    store.migrate()
+    yield store
+    store.close()
+
+
+def test_upsert_is_idempotent(store):
+    batch = [make("a", datetime(2024, 4, 4, 16, 49, 39, tzinfo=BEIJING)), make("b", datetime(2024, 4, 5, tzinfo=BEIJING))]
+    assert store.upsert_articles(batch) == ["created", "created"]
+    assert store.upsert_articles(batch) == ["unchanged", "unchanged"]
+    assert store.count_articles() == 2
+
+
+def test_round_trip_keeps_every_field_and_the_instant(store):
+    original = make("a", datetime(2024, 4, 4, 16, 49, 39, tzinfo=BEIJING), updated="2024-04-05 10:00:00")
+    store.upsert_articles([original])
+    stored = store.article("a")
+    assert stored.published == datetime(2024, 4, 4, 8, 49, 39, tzinfo=timezone.utc)
+    assert stored.updated == datetime(2024, 4, 5, 2, 0, tzinfo=timezone.utc)
+    assert replace(stored, source=replace(stored.source, slug="")) == original
+
+
+def test_edit_is_an_update_stamped_when_no_time_is_given(store):
+    store.upsert_articles([make("a", datetime(2024, 4, 4, tzinfo=BEIJING))])
+    now = datetime(2024, 5, 1, tzinfo=timezone.utc)
+    assert store.upsert_articles([make("a", datetime(2024, 4, 4, tzinfo=BEIJING), title="新标题")], now=now) == ["updated"]
+    stored = store.article("a")
+    assert stored.title == "新标题" and stored.updated == now
+    # the same edit again changes nothing, and keeps the stamp
+    assert store.upsert_articles([make("a", datetime(2024, 4, 4, tzinfo=BEIJING), title="新标题")]) == ["unchanged"]
+    assert store.article("a").updated == now
+
+
+def test_duplicate_ids_in_one_batch(store):
+    first = make("a", datetime(2024, 4, 4, tzinfo=BEIJING))
+    second = make("a", datetime(2024, 4, 4, tzinfo=BEIJING), title="改过")
+    assert store.upsert_articles([first, second]) == ["created", "updated"]
+    assert store.article("a").title == "改过" and store.count_articles() == 1
+
+
+def test_newest_in_a_category_includes_descendants(store):
+    day = datetime(2024, 4, 1, tzinfo=BEIJING)
+    store.upsert_articles([
+        make("top", day, category="热点"),
+        make("child", day + timedelta(hours=1), category="热点/国内"),
+        make("grandchild", day + timedelta(hours=2), category="热点/国内/北京"),
+        make("other", day + timedelta(hours=3), category="财经"),
+        make("none", day + timedelta(hours=4), category=None),
+    ])
+    category = store.category("redian")
+    assert [a.id for a in store.newest(10, category=category)] == ["grandchild", "child", "top"]
+    assert [a.id for a in store.newest(10, category=store.category("redian/guonei"))] == ["grandchild", "child"]
+    assert [a.id for a in store.newest(2)] == ["none", "other"]
+    assert [c.slug_path for c in store.categories()] == ["caijing", "redian", "redian/guonei", "redian/guonei/beijing"]
+
+
+def test_moving_an_article_to_another_category(store):
+    day = datetime(2024, 4, 1, tzinfo=BEIJING)
+    store.upsert_articles([make("a", day, category="热点/国内")])
+    store.upsert_articles([make("a", day, category="财经")])
+    assert store.newest(10, category=store.category("redian")) == []
+    assert [a.id for a in store.newest(10, category=store.category("caijing"))] == ["a"]
+
+
+def test_changing_the_publication_time_reorders(store):
+    day = datetime(2024, 4, 1, tzinfo=BEIJING)
+    store.upsert_articles([make("a", day), make("b", day + timedelta(hours=1))])
+    store.upsert_articles([make("a", day + timedelta(hours=2))])
+    assert [a.id for a in store.newest(10, category=store.category("redian"))] == ["a", "b"]
+
+
+def test_sources_and_slugs(store):
+    day = datetime(2024, 4, 1, tzinfo=BEIJING)
+    store.upsert_articles([
+        make("a", day, source="新华社"), make("b", day, source="经济日报"), make("c", day, category="体育", source=None),
+        make("d", day, source="新華社"),  # traditional characters: same pinyin, a different source
+    ])
+    assert {s.name: s.slug for s in store.sources()} == {"新华社": "xinhuashe", "新華社": "xinhuashe-2", "经济日报": "jingji"}
+    assert [a.id for a in store.newest(10, source=store.source("xinhuashe"))] == ["a"]
+    assert store.category("sports") is not None
+
+
+def test_source_url_is_kept_when_a_later_article_omits_it(store):
+    day = datetime(2024, 4, 1, tzinfo=BEIJING)
+    store.upsert_articles([make("a", day, source_url="https://www.news.cn/")])
+    store.upsert_articles([make("b", day)])
+    assert store.source("xinhuashe") == Source("新华社", "xinhuashe", "https://www.news.cn/")
+
+
+def test_delete(store):
+    store.upsert_articles([make("a", datetime(2024, 4, 1, tzinfo=BEIJING))])
+    assert store.delete_article("a") is True
+    assert store.delete_article("a") is False
+    assert store.newest(10) == [] and store.newest(10, category=store.category("redian")) == []
+
+
+def test_migrations_build_the_same_schema_as_the_metadata(database_url):
+    engine = sa.create_engine(database_url)
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parents[1] / "feeds" / "migrations"))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+    with engine.connect() as conn:
+        differences = compare_metadata(MigrationContext.configure(conn), metadata)
+    engine.dispose()
+    assert differences == []
+
+
+def test_migrate_twice_is_harmless(store):
+    store.upsert_articles([make("a", datetime(2024, 4, 1, tzinfo=BEIJING))])
+    store.migrate()
+    assert store.count_articles() == 1
+
+
+@pytest.mark.parametrize("feed", ["all", "category", "source"])
+def test_newest_queries_use_an_index_not_a_sort(sqlite_url, feed):
+    store = Store(sqlite_url)
+    store.migrate()
+    day = datetime(2024, 4, 1, tzinfo=BEIJING)
+    store.upsert_articles([make(str(n), day + timedelta(minutes=n)) for n in range(50)])
+
+    captured = []
+    sa.event.listen(store.engine, "before_cursor_execute", lambda conn, cursor, statement, params, *a: captured.append((statement, params)))
+    store.newest(10, category=store.category("redian") if feed == "category" else None,
+                 source=store.source("xinhuashe") if feed == "source" else None)
+    statement, params = captured[-1]
+    with store.engine.connect() as conn:
+        plan = " | ".join(row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params))
+    store.close()
+    assert "SCAN articles" not in plan and "SCAN article_categories" not in plan, plan
+    if feed != "category":  # there, only the `limit` rows found through the index are put in order
+        assert "TEMP B-TREE" not in plan, plan
+    index = {"all": "ix_articles_published", "category": "sqlite_autoindex_article_categories_1",
+             "source": "ix_articles_source_published"}[feed]
+    assert index in plan, plan
