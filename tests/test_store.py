@@ -1,6 +1,7 @@
 """The store, on SQLite and (when configured) PostgreSQL: upserts, the category tree, slugs, schema."""
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -162,7 +163,7 @@ def test_newest_queries_use_an_index_not_a_sort(sqlite_url, feed):
     with store.engine.connect() as conn:
         plan = " | ".join(row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params))
     store.close()
-    assert "SCAN articles" not in plan and "SCAN article_categories" not in plan, plan
+    assert not re.search(r"SCAN (articles|article_categories)(?! USING (COVERING )?INDEX)", plan), plan
     if feed != "category":  # there, only the `limit` rows found through the index are put in order
         assert "TEMP B-TREE" not in plan, plan
     index = {"all": "ix_articles_published", "category": "sqlite_autoindex_article_categories_1",
