@@ -513,7 +513,7 @@ class Store:
     def _pks(conn: Connection, ids: set[str]) -> dict[str, int]:
         found: dict[str, int] = {}
         for chunk in _chunks(sorted(ids)):
-            found.update(conn.execute(sa.select(articles.c.id, articles.c.pk).where(articles.c.id.in_(chunk))).tuples())
+            found.update((row.id, row.pk) for row in conn.execute(sa.select(articles.c.id, articles.c.pk).where(articles.c.id.in_(chunk))))
         return found
 
     def _add_counts(self, conn: Connection, table: sa.Table, totals: dict[tuple[datetime, int], int]) -> None:

@@ -30,10 +30,8 @@ class _Fields:
     def __init__(self, raw: Any, known: tuple[str, ...]):
         self.errors: list[FieldError] = []
         if not isinstance(raw, dict):
-            self.raw: dict[str, Any] = {}
-            self.fail("", f"expected a JSON object, got {_json_type(raw)}")
-            return
-        self.raw = raw
+            raise InvalidInput([FieldError("", f"expected a JSON object, got {_json_type(raw)}")])
+        self.raw: dict[str, Any] = raw
         for key in raw:
             if key not in known:
                 self.fail(str(key), f"{key}: unknown field (known: {', '.join(known)})")
@@ -166,6 +164,8 @@ def _source(fields: _Fields, limit: int) -> Source | None:
         name = nested.text("name", required=True, limit=limit)
         url = nested.url("url") or url
         fields.errors.extend(FieldError(f"source.{e.field}", f"source.{e.message}") for e in nested.errors)
+        if nested.errors:
+            return None
     else:
         name = fields.text("source", limit=limit)
     name = plain(name) if name else ""
