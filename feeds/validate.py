@@ -13,7 +13,7 @@ from feeds.config import Settings
 from feeds.dates import DateError, parse_date
 from feeds.errors import FieldError, InvalidInput
 from feeds.model import Article, ReadEvent, Source
-from feeds.text import html_lines, plain, sanitize_html, summarize
+from feeds.text import html_lines, plain, sanitize_html, strip_forbidden, summarize
 
 ARTICLE_FIELDS = (
     "id", "url", "title", "summary", "content", "author", "source", "source_url",
@@ -100,7 +100,7 @@ def article_from_dict(raw: Any, settings: Settings) -> Article:
     limits = settings.api
     fields = _Fields(raw, ARTICLE_FIELDS)
     article_id = fields.text("id", required=True, limit=MAX_ID_CHARS)
-    if article_id is not None and (article_id != article_id.strip() or plain(article_id) != article_id):
+    if article_id is not None and (any(c.isspace() for c in article_id) or strip_forbidden(article_id) != article_id):
         fields.fail("id", f'id: must not contain spaces or control characters, got "{article_id}"')
     url = fields.url("url", required=True)
     title = fields.text("title", required=True, limit=limits.max_title_chars)
