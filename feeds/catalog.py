@@ -116,11 +116,19 @@ class Catalog:
     # -- what a feed holds -------------------------------------------------------
 
     def build(self, spec: FeedSpec, limit: int, now: datetime | None = None) -> Feed:
-        """Fill ``spec`` with its newest (or, for a hot list, most-read) ``limit`` items."""
+        """Fill ``spec`` with its newest ``limit`` items or, for a hot list, its most-read articles.
+
+        A hot list always holds the top ``hot.size`` (its description says so) and ignores
+        ``limit``: a feed path has one list and one time of last change, kept by
+        ``Store.ranking_changed``; a list per ``?limit=`` would need a state per length.
+        Its ``updated`` is when the list (which articles, in which order, as they read)
+        last changed, never the time of the request.
+        """
         if spec.kind == "hot":
             assert spec.window is not None
+            now = now or datetime.now(timezone.utc)
             window = timedelta(hours=self.settings.hot.windows[spec.window])
-            ranked = self.store.ranking(now or datetime.now(timezone.utc), window, limit, spec.category)
+            ranked = self.store.ranking(now, window, self.settings.hot.size, spec.category)
             articles = [entry.article for entry in ranked]
             prefixes = [f"{rank}. " for rank in range(1, len(articles) + 1)]
             updated = self.store.ranking_changed(spec.path, _signature(articles), now)
@@ -161,7 +169,7 @@ class Catalog:
     def _source_feed(self, source: Source | None) -> str | None:
         if source is None:
             return None
-        return f"{self.settings.site.base_url.rstrip('/')}/feeds/{self.for_source(source).path}.rss"
+        return f"{self.settings.site.base_url.rstrip('/')}/feeds/{self.for_source(source).path}"
 
     def guid(self, article_id: str) -> str:
         """The article's id in every feed, for good: readers use it to never show an article twice."""
@@ -169,8 +177,12 @@ class Catalog:
 
 
 def _signature(articles: list[Article]) -> str:
-    """What a ranking shows: which articles, in which order, as they read now."""
+    """What a ranking shows: which articles, in which order, as they read now.
+
+    Every stored field counts, not only ``changed``: a source's new home page, say, shows in
+    the items but stamps no article as updated. Read counts are not shown, so they do not count.
+    """
     digest = hashlib.sha256()
     for article in articles:
-        digest.update(f"{article.id}\0{article.changed.isoformat()}\n".encode())
+        digest.update(repr(article).encode("utf-8", "surrogatepass") + b"\0")
     return digest.hexdigest()

@@ -88,7 +88,7 @@ class Item:
     updated: datetime
     author: str | None
     source: Source | None
-    source_feed: str | None
+    source_feed: str | None  # this service's feed of the source, without extension
     categories: tuple[str, ...]
     image: str | None
 

@@ -95,19 +95,17 @@ def summarize(title: str, lines: list[str], length: int | None = None) -> str:
 def _drop_original_title(line: str, title: str) -> str:
     """Remove a leading ``原标题:...`` and the original headline after it.
 
-    The headline has no end mark, so take the longest run of words that the
-    article's own title contains (spaces ignored); failing that, the first word.
+    The headline has no end mark: take its first word, then every following word
+    that the article's own title contains (a 引题 and a main title are often both there).
     """
     marker = _ORIGINAL_TITLE.match(line)
     if not marker:
         return line
-    rest = line[marker.end():]
-    words = rest.split(" ")
+    words = line[marker.end():].split(" ")
     compact_title = title.replace(" ", "")
     cut = 1
-    for count in range(1, len(words) + 1):
-        if "".join(words[:count]) in compact_title:
-            cut = count
+    while cut < len(words) and words[cut] and words[cut] in compact_title:
+        cut += 1
     return " ".join(words[cut:]).strip()
 
 

@@ -11,7 +11,9 @@ feedgen has pitfalls, all handled here and nowhere else (each has a test):
   articles are stored (``feeds.text.strip_forbidden``);
 - Atom entry links lose their ``rel``, ``type`` and ``length`` (feedgen 1.0 reads
   them from the element it has just made), which turns an enclosure into a
-  second alternate link: the links of each Atom entry are written here instead.
+  second alternate link: the links of each Atom entry are written here instead;
+- feedgen writes an item's source into RSS and Atom alike, but Atom's
+  ``<source>`` wants an id and update time we do not have: Atom gets a "via" link.
 """
 from __future__ import annotations
 
@@ -71,8 +73,6 @@ def _entry(entry: feedgen.entry.FeedEntry, item: Item) -> None:
     if item.author:
         entry.author({"name": item.author})
         entry.dc.dc_creator(item.author)
-    if item.source and item.source_feed:
-        entry.source(url=item.source_feed, title=item.source.name)
     for category in item.categories:
         entry.category(term=category)
     if item.image:
@@ -84,6 +84,8 @@ def render_rss(feed: Feed) -> bytes:
     for entry, item in zip(fg.entry(), feed.items):
         # RSS readers take <description> as HTML: the plain-text summary is escaped once for that.
         entry.description(html.escape(item.summary or item.title, quote=False))
+        if item.source and item.source_feed:
+            entry.source(url=f"{item.source_feed}.rss", title=item.source.name)
         if item.content_html:
             entry.content(item.content_html, type="CDATA")
     return fg.rss_str(pretty=False, encoding="UTF-8")
@@ -103,6 +105,10 @@ def render_atom(feed: Feed) -> bytes:
         etree.SubElement(element, "link", rel="alternate", type="text/html", href=item.link)
         if item.image:
             etree.SubElement(element, "link", rel="enclosure", type=_image_type(item.image), href=item.image)
+        # The 来源 line: "via" names where the information came from (RFC 4287 §4.2.7.2);
+        # atom:source would want the id and update time of a feed we do not have.
+        if item.source and (item.source.url or item.source_feed):
+            etree.SubElement(element, "link", rel="via", href=item.source.url or f"{item.source_feed}.atom", title=item.source.name)
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
 

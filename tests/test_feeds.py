@@ -112,9 +112,10 @@ def test_item_fields_in_atom(loaded, client):
     assert entry.author == "朱欣"
     assert entry.summary_detail.type == "text/plain"
     assert entry.content[0].type == "text/html"
-    assert [link.rel for link in entry.links] == ["alternate", "enclosure"]
+    assert [(link.rel, link.get("title")) for link in entry.links] == [("alternate", None), ("enclosure", None), ("via", "互联网")]
+    assert entry.links[2].href == "http://feeds.test/feeds/source/hulianwang.atom"
     assert entry.updated == "2024-04-04T16:49:39+08:00"
-    assert entry.source.title == "互联网"
+    assert "source" not in entry
 
 
 def test_json_feed_fields(loaded, client):

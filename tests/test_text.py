@@ -23,9 +23,14 @@ def test_the_seed_lead_loses_its_original_title():
     assert summarize(SEED_TITLE, [SEED_LEAD]).startswith("中工网北京4月2日电")
 
 
-def test_original_title_that_differs_from_the_title_drops_its_first_word():
-    lead = "原标题:变少数人的“安全焦虑”为全员的“安全补位”(引题) “安全积分超市”兑出“我要安全”大格局"
-    assert summarize("“安全积分超市”兑出“我要安全”大格局", [lead]) == "“安全积分超市”兑出“我要安全”大格局"
+def test_original_title_with_a_lead_in_headline():
+    lead = "原标题:变少数人的“安全焦虑”为全员的“安全补位”(引题) “安全积分超市”兑出“我要安全”大格局 本报记者 王某 近日"
+    assert summarize("“安全积分超市”兑出“我要安全”大格局", [lead]) == "本报记者 王某 近日"
+
+
+def test_original_title_with_spaces():
+    lead = "原标题:缅怀英烈祭清明 坚守岗位迎春来 祭扫烈士陵园 缅怀革命先烈"
+    assert summarize("班组天地|缅怀英烈祭清明坚守岗位迎春来", [lead]) == "祭扫烈士陵园 缅怀革命先烈"
 
 
 def test_original_title_after_a_column_tag():

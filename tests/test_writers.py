@@ -25,7 +25,7 @@ def item(number: int, **changes) -> Item:
         guid=f"tag:news.example.cn,2024:article:{number}", title=f"第{number}条", link=f"https://news.example.cn/{number}.html",
         summary=f"摘要{number} <不是标签> & 符号", content_html=f"<p>正文{number}</p>",
         published=UPDATED - timedelta(hours=number), updated=UPDATED - timedelta(hours=number), author="朱欣",
-        source=Source("新华社", "xinhuashe"), source_feed="http://feeds.test/feeds/source/xinhuashe.rss", categories=("热点/国内",),
+        source=Source("新华社", "xinhuashe"), source_feed="http://feeds.test/feeds/source/xinhuashe", categories=("热点/国内",),
         image=f"https://news.example.cn/{number}.png",
     )
     return Item(**{**fields, **changes})
@@ -81,6 +81,7 @@ def test_atom_entry_links_keep_rel_type_and_the_enclosure():
     assert links == [
         {"rel": "alternate", "type": "text/html", "href": "https://news.example.cn/0.html"},
         {"rel": "enclosure", "type": "image/png", "href": "https://news.example.cn/0.png"},
+        {"rel": "via", "href": "http://feeds.test/feeds/source/xinhuashe.atom", "title": "新华社"},
     ]
 
 
