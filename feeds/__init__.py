@@ -44,9 +44,10 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     store = open_store(settings)
     app.extensions["feeds"] = Services(settings, store, Catalog(store, settings))
 
-    from feeds import web
+    from feeds import api, web
 
     app.register_blueprint(web.bp)
+    app.register_blueprint(api.bp)
     app.jinja_env.globals["feed_url"] = web.feed_url
     _register_errors(app)
     return app

@@ -17,7 +17,7 @@ from feeds.config import Settings
 from feeds.errors import FieldError, InvalidInput
 from feeds.model import Article, ReadEvent
 from feeds.store import Store
-from feeds.validate import article_from_dict, event_from_dict
+from feeds.validate import BadJSON, article_from_dict, event_from_dict, parse_json
 
 BATCH_SIZE = 500
 
@@ -44,9 +44,9 @@ def parse_lines(lines: Iterable[str], report: Report) -> Iterator[tuple[int, Any
         if not line.strip():
             continue
         try:
-            yield number, json.loads(line)
-        except json.JSONDecodeError as exc:
-            report.rejected.append((number, f"not valid JSON: {exc.msg} (column {exc.colno})"))
+            yield number, parse_json(line)
+        except BadJSON as exc:
+            report.rejected.append((number, f"not valid JSON: {exc}"))
 
 
 def import_articles(

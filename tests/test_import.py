@@ -27,7 +27,7 @@ def test_import_reports_each_rejected_line_and_keeps_the_good_ones(runner, store
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
         "line 2: title is empty",
-        "line 3: not valid JSON: Expecting property name enclosed in double quotes (column 2)",
+        "line 3: not valid JSON: Expecting property name enclosed in double quotes at column 2",
         'line 5: published: cannot read "not a date"',
         'line 7: url: expected an absolute http(s) URL, got "ftp://x"; title is missing; tags: expected a string or a list of strings',
         "line 8: expected a JSON object, got an array",

@@ -43,13 +43,13 @@ def test_source_forms():
 
 
 def test_every_bad_field_is_named():
-    raw = article(id="", url="not a url", title="   ", published="not a date", updated="2024-99-01", image="javascript:x",
+    raw = article(id="", url="not-a-url", title="   ", published="not a date", updated="2024-99-01", image="javascript:x",
                   tags=[1], summary=5, extra=True)
     assert errors(raw) == [
         ("extra", "extra: unknown field (known: id, url, title, summary, content, author, source, source_url, category, tags, "
                   "image, published, updated)"),
         ("id", "id is empty"),
-        ("url", 'url: expected an absolute http(s) URL, got "not a url"'),
+        ("url", 'url: expected an absolute http(s) URL, got "not-a-url"'),
         ("title", "title is empty"),
         ("summary", "summary: expected a string, got a number"),
         ("tags", "tags: expected a string or a list of strings"),
