@@ -44,9 +44,10 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     store = open_store(settings)
     app.extensions["feeds"] = Services(settings, store, Catalog(store, settings))
 
-    from feeds import api, web
+    from feeds import api, pages, web
 
     app.register_blueprint(web.bp)
+    app.register_blueprint(pages.bp)  # its /feeds/<path>.html outranks web's /feeds/<path> (tests/test_pages.py)
     app.register_blueprint(api.bp)
     app.jinja_env.globals["feed_url"] = web.feed_url
     _register_errors(app)

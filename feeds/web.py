@@ -1,4 +1,4 @@
-"""The public web layer: feeds, the index page, OPML, health. Routing and HTTP only.
+"""The public web layer: feeds, OPML, health. Routing and HTTP only (the pages for people are in pages.py).
 
 Every answer here is conditional: a strong ETag from the body's hash and a
 Last-Modified from the newest change the body shows, so a poller that already
@@ -10,7 +10,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
-from flask import Blueprint, Response, abort, current_app, render_template, request
+from flask import Blueprint, Response, abort, current_app, request
 from lxml import etree
 
 from feeds.catalog import Catalog, FeedSpec
@@ -37,14 +37,8 @@ def feed(feed_path: str) -> Response:
     spec = catalog().resolve(path)
     if spec is None:
         abort(404, description=f"No feed at /feeds/{path}. The list of feeds is at / and /feeds.opml.")
-    built = catalog().build(spec, _limit())
+    built = catalog().build(spec, requested_limit())
     return conditional(render(built, extension), f"{FORMATS[extension].mimetype}; charset=utf-8", built.updated)
-
-
-@bp.get("/")
-def index() -> Response:
-    body = render_template("index.html", directory=directory(), site=settings().site)
-    return conditional(body.encode("utf-8"), "text/html; charset=utf-8", None)
 
 
 @bp.get("/feeds.opml")
@@ -58,7 +52,7 @@ def healthz() -> Response:
     return Response("ok\n", mimetype="text/plain")
 
 
-def _limit() -> int:
+def requested_limit() -> int:
     feeds = settings().feeds
     raw = request.args.get("limit")
     if raw is None:
