@@ -2,17 +2,22 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from feeds.cache import open_cache
 from feeds.catalog import Catalog
 from feeds.config import Settings, load_settings
 from feeds.errors import StoreUnavailable
+from feeds.serving import RenderedFeeds, feed_paths
 from feeds.store import Store
+from feeds.websub import Publisher
+from feeds.writers import FORMATS
 
 __all__ = ["create_app", "Services", "Settings", "load_settings"]
 __version__ = "0.1.0"
@@ -27,12 +32,38 @@ class Services:
     settings: Settings
     store: Store
     catalog: Catalog
+    feeds: RenderedFeeds
+    publisher: Publisher
 
 
-def open_store(settings: Settings) -> Store:
-    store = Store(settings.database.url, settings.slugs.categories, settings.slugs.sources)
+def open_services(settings: Settings) -> Services:
+    """The store (migrated), catalog, rendered-feed cache and WebSub publisher of one site."""
+    publisher = Publisher(settings.websub.hubs)
+    store = Store(settings.database.url, settings.slugs.categories, settings.slugs.sources,
+                  on_change=_announcer(settings, publisher))
     store.migrate()
-    return store
+    catalog = Catalog(store, settings)
+    return Services(settings, store, catalog, RenderedFeeds(store, catalog, open_cache(settings.cache.url), settings), publisher)
+
+
+def _announcer(settings: Settings, publisher: Publisher) -> Callable[[set[str]], None]:
+    """Ping the hubs for every feed URL a committed change touched. Reads arrive all the
+    time; the hot lists are announced at most once per ``cache.hot_ttl``."""
+    base = settings.site.base_url.rstrip("/")
+    last_hot = [0.0]
+
+    def announce(scopes: set[str]) -> None:
+        if not settings.websub.hubs:
+            return
+        if "hot" in scopes:
+            if time.monotonic() - last_hot[0] < settings.cache.hot_ttl:
+                scopes = scopes - {"hot"}
+            else:
+                last_hot[0] = time.monotonic()
+        paths = feed_paths(scopes, settings.hot.windows)
+        publisher.publish(f"{base}/feeds/{path}.{extension}" for path in paths for extension in FORMATS)
+
+    return announce
 
 
 def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
@@ -41,8 +72,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.config["MAX_CONTENT_LENGTH"] = settings.api.max_body_bytes
-    store = open_store(settings)
-    app.extensions["feeds"] = Services(settings, store, Catalog(store, settings))
+    app.extensions["feeds"] = open_services(settings)
 
     from feeds import api, pages, web
 

@@ -147,6 +147,7 @@ class Catalog:
             language=self.settings.site.language,
             updated=updated.astimezone(tz),
             items=tuple(self._item(article, prefix) for article, prefix in zip(articles, prefixes)),
+            hubs=tuple(self.settings.websub.hubs),
         )
 
     def _item(self, article: Article, title_prefix: str) -> Item:

@@ -11,32 +11,28 @@ from typing import IO, Any
 
 import click
 
-from feeds import create_app, open_store
+from feeds import Services, create_app, open_services
 from feeds.config import Settings, load_settings
 from feeds.errors import ConfigError
 from feeds.ingest import Report, import_articles, import_reads, load_sample
 
 
 class Context:
-    """Settings and the store, opened on first use; tests hand in an app instead."""
+    """Settings and services, opened on first use; tests hand in an app instead."""
 
     def __init__(self, config_path: str | None, app: Any = None):
         self.config_path = config_path
         self.app = app
+        self._services: Services | None = app.extensions["feeds"] if app is not None else None
 
-    @property
-    def settings(self) -> Settings:
-        if self.app is not None:
-            return self.app.extensions["feeds"].settings
-        try:
-            return load_settings(self.config_path)
-        except ConfigError as exc:
-            raise click.ClickException(f"configuration: {exc}") from exc
-
-    def store(self) -> Any:
-        if self.app is not None:
-            return self.app.extensions["feeds"].store
-        return open_store(self.settings)
+    def services(self) -> Services:
+        if self._services is None:
+            try:
+                settings = load_settings(self.config_path)
+            except ConfigError as exc:
+                raise click.ClickException(f"configuration: {exc}") from exc
+            self._services = open_services(settings)
+        return self._services
 
 
 @click.group()
@@ -54,10 +50,10 @@ def main(ctx: click.Context, config_path: str | None) -> None:
 @click.pass_obj
 def import_command(obj: Context, path: IO[str]) -> None:
     """Upsert articles from a JSON Lines file (one article a line; - for stdin)."""
-    store = obj.store()
+    services = obj.services()
     with _progress(path) as lines:
-        report = import_articles(store, obj.settings, lines)
-    _finish(report)
+        report = import_articles(services.store, services.settings, lines)
+    _finish(services, report)
 
 
 @main.command("views")
@@ -65,10 +61,10 @@ def import_command(obj: Context, path: IO[str]) -> None:
 @click.pass_obj
 def views_command(obj: Context, path: IO[str]) -> None:
     """Record read events from a JSON Lines file ({"id", "count", "at"} a line; - for stdin)."""
-    store = obj.store()
+    services = obj.services()
     with _progress(path) as lines:
-        report = import_reads(store, obj.settings, lines)
-    _finish(report)
+        report = import_reads(services.store, services.settings, lines)
+    _finish(services, report)
 
 
 @main.command("serve")
@@ -82,9 +78,9 @@ def serve_command(obj: Context, host: str | None, port: int | None, workers: int
     """Serve the feeds on gunicorn, a production WSGI server."""
     from gunicorn.app.base import BaseApplication
 
-    settings = obj.settings
+    services = obj.services()
+    settings, store = services.settings, services.store
     server = settings.server
-    store = open_store(settings)
     if demo:
         _load_demo(store, settings)
     store.close()
@@ -144,7 +140,9 @@ def _size(stream: IO[str]) -> int | None:
         return None
 
 
-def _finish(report: Report) -> None:
+def _finish(services: Services, report: Report) -> None:
+    if not services.publisher.wait():
+        click.echo("Some WebSub hubs were not told of the changes in time.", err=True)
     for number, reason in report.rejected:
         click.echo(f"line {number}: {reason}", err=True)
     click.echo(report.summary())

@@ -68,6 +68,13 @@ class ApiSettings:
 @dataclass(frozen=True)
 class CacheSettings:
     url: str = ""
+    ttl: int = 86_400
+    hot_ttl: int = 60
+
+
+@dataclass(frozen=True)
+class WebSubSettings:
+    hubs: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -87,6 +94,7 @@ class Settings:
     hot: HotSettings = field(default_factory=HotSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
+    websub: WebSubSettings = field(default_factory=WebSubSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
 
     @property
@@ -164,6 +172,11 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
 
 
 def _coerce(hint: Any, value: Any, key: str) -> Any:
+    if typing.get_origin(hint) is list:
+        (item_type,) = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [_coerce(item_type, item, f"{key}[{index}]") for index, item in enumerate(value)]
     if typing.get_origin(hint) is dict:
         key_type, value_type = typing.get_args(hint)
         if not isinstance(value, Mapping):
@@ -193,6 +206,10 @@ def _check(settings: Settings) -> None:
         raise ConfigError(f"site.timezone: unknown timezone {settings.site.timezone!r}") from exc
     if "://" not in settings.database.url:
         raise ConfigError(f"database.url: expected a SQLAlchemy URL, got {settings.database.url!r}")
+    for index, hub in enumerate(settings.websub.hubs):
+        parts = urlsplit(hub)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(f"websub.hubs[{index}]: expected an http(s) URL, got {hub!r}")
     if settings.cache.url and urlsplit(settings.cache.url).scheme not in ("redis", "rediss", "memory"):
         raise ConfigError(f"cache.url: expected redis://, rediss:// or memory://, got {settings.cache.url!r}")
     positive = {
@@ -205,6 +222,8 @@ def _check(settings: Settings) -> None:
         "server.port": settings.server.port,
         "server.workers": settings.server.workers,
         "server.threads": settings.server.threads,
+        "cache.ttl": settings.cache.ttl,
+        "cache.hot_ttl": settings.cache.hot_ttl,
         **{f"hot.windows.{name}": hours for name, hours in settings.hot.windows.items()},
     }
     for key, value in positive.items():

@@ -110,6 +110,7 @@ class Feed:
     language: str
     updated: datetime
     items: tuple[Item, ...]
+    hubs: tuple[str, ...] = ()
 
     def url(self, extension: str) -> str:
         """The feed's own canonical URL in one format, e.g. ``.../feeds/all.rss``."""

@@ -6,17 +6,18 @@ has the bytes gets a 304 with no body.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 from flask import Blueprint, Response, abort, current_app, request
 from lxml import etree
 
+from feeds.cache import Rendered
 from feeds.catalog import Catalog, FeedSpec
 from feeds.config import Settings
 from feeds.model import Category
-from feeds.writers import FORMATS, render
+from feeds.serving import ENCODINGS, etag_of
+from feeds.writers import FORMATS
 
 bp = Blueprint("web", __name__)
 
@@ -34,11 +35,19 @@ def feed(feed_path: str) -> Response:
     path, dot, extension = feed_path.rpartition(".")
     if not dot or extension not in FORMATS:
         abort(404, description=f"No feed here. Feeds end in {', '.join('.' + e for e in FORMATS)}.")
-    spec = catalog().resolve(path)
-    if spec is None:
+    encoding = request.accept_encodings.best_match(ENCODINGS) or "identity"
+    rendered = current_app.extensions["feeds"].feeds.get(path, extension, requested_limit(path), encoding)
+    if rendered is None:
         abort(404, description=f"No feed at /feeds/{path}. The list of feeds is at / and /feeds.opml.")
-    built = catalog().build(spec, requested_limit())
-    return conditional(render(built, extension), f"{FORMATS[extension].mimetype}; charset=utf-8", built.updated)
+    response = answer(rendered, f"{FORMATS[extension].mimetype}; charset=utf-8")
+    if encoding != "identity" and response.status_code == 200:
+        response.content_encoding = encoding
+    response.vary.add("Accept-Encoding")
+    hubs = settings().websub.hubs
+    if hubs:  # WebSub discovery (W3C WebSub §4): the hubs, and the one URL to subscribe to
+        links = [f'<{hub}>; rel="hub"' for hub in hubs] + [f'<{feed_url_of(path, extension)}>; rel="self"']
+        response.headers["Link"] = ", ".join(links)
+    return response
 
 
 @bp.get("/feeds.opml")
@@ -52,30 +61,36 @@ def healthz() -> Response:
     return Response("ok\n", mimetype="text/plain")
 
 
-def requested_limit() -> int:
+def requested_limit(path: str = "") -> int:
+    """``?limit=``, checked; without one, a hot list's size or the default."""
     feeds = settings().feeds
     raw = request.args.get("limit")
     if raw is None:
-        return feeds.default_limit
+        return settings().hot.size if path.startswith("hot/") else feeds.default_limit
     if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= feeds.max_limit:
         abort(400, description=f"limit must be a whole number from 1 to {feeds.max_limit}, got {raw!r}.")
     return int(raw)
 
 
 def conditional(body: bytes, mimetype: str, last_modified: datetime | None) -> Response:
+    """``answer`` for a body made just now."""
+    return answer(Rendered(body, etag_of(body), last_modified.timestamp() if last_modified else None), mimetype)
+
+
+def answer(rendered: Rendered, mimetype: str) -> Response:
     """A 200 with validators, or a 304 when the client already has these bytes.
 
     When a client sends both validators, If-None-Match decides (RFC 9110 §13.2.2).
     """
-    etag = hashlib.sha256(body).hexdigest()[:32]
+    last_modified = datetime.fromtimestamp(rendered.last_modified, timezone.utc) if rendered.last_modified is not None else None
     if request.if_none_match:
-        unchanged = request.if_none_match.contains_weak(etag)
+        unchanged = request.if_none_match.contains_weak(rendered.etag)
     elif request.if_modified_since and last_modified is not None:
         unchanged = last_modified.replace(microsecond=0) <= request.if_modified_since
     else:
         unchanged = False
-    response = Response(status=304) if unchanged else Response(body, content_type=mimetype)
-    response.set_etag(etag)
+    response = Response(status=304) if unchanged else Response(rendered.body, content_type=mimetype)
+    response.set_etag(rendered.etag)
     if last_modified is not None:
         response.last_modified = last_modified
     response.cache_control.public = True
@@ -127,7 +142,12 @@ def _tree(cat: Catalog, categories: list[Category], parent: tuple[str, ...]) -> 
 
 
 def feed_url(spec: FeedSpec, extension: str) -> str:
-    return f"{settings().site.base_url.rstrip('/')}/feeds/{spec.path}.{extension}"
+    return feed_url_of(spec.path, extension)
+
+
+def feed_url_of(path: str, extension: str) -> str:
+    """A feed's canonical URL: ``site.base_url`` + ``/feeds/<path>.<extension>``."""
+    return f"{settings().site.base_url.rstrip('/')}/feeds/{path}.{extension}"
 
 
 def opml_document(found: Directory) -> bytes:

@@ -13,7 +13,8 @@ feedgen has pitfalls, all handled here and nowhere else (each has a test):
   them from the element it has just made), which turns an enclosure into a
   second alternate link: the links of each Atom entry are written here instead;
 - feedgen writes an item's source into RSS and Atom alike, but Atom's
-  ``<source>`` wants an id and update time we do not have: Atom gets a "via" link.
+  ``<source>`` wants an id and update time we do not have: Atom gets a "via" link;
+- feedgen drops ``rel="hub"`` links from RSS: they are added to the channel here.
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ feedgen.entry.formatRFC2822 = rfc822
 feedgen.feed.formatRFC2822 = rfc822
 
 GENERATOR = "feeds"
+ATOM = "http://www.w3.org/2005/Atom"
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ def _generator(feed: Feed, extension: str) -> FeedGenerator:
     fg.updated(feed.updated)
     fg.lastBuildDate(feed.updated)
     fg.link(href=feed.url(extension), rel="self", type=FORMATS[extension].mimetype)
+    for hub in feed.hubs:
+        fg.link(href=hub, rel="hub")
     fg.link(href=feed.link, rel="alternate", type="text/html")
     for item in feed.items:
         _entry(fg.add_entry(order="append"), item)
@@ -88,7 +92,11 @@ def render_rss(feed: Feed) -> bytes:
             entry.source(url=f"{item.source_feed}.rss", title=item.source.name)
         if item.content_html:
             entry.content(item.content_html, type="CDATA")
-    return fg.rss_str(pretty=False, encoding="UTF-8")
+    root, _ = fg._create_rss(extensions=True)
+    channel = root.find("channel")
+    for hub in feed.hubs:
+        etree.SubElement(channel, f"{{{ATOM}}}link", rel="hub", href=hub)
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
 
 def render_atom(feed: Feed) -> bytes:
@@ -121,6 +129,7 @@ def render_json(feed: Feed) -> bytes:
         "description": feed.description,
         "language": feed.language,
         "authors": [{"name": feed.publisher}],
+        **({"hubs": [{"type": "WebSub", "url": hub} for hub in feed.hubs]} if feed.hubs else {}),
         "items": [_json_item(item) for item in feed.items],
     }
     return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

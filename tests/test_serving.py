@@ -1,0 +1,337 @@
+"""The polling path: rendered-feed cache and its invalidation, compression, WebSub."""
+from __future__ import annotations
+
+import gzip
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import brotli
+import feedparser
+import pytest
+import sqlalchemy as sa
+from lxml import etree
+
+from feeds import create_app
+from feeds.cache import MemoryCache, Rendered, RedisCache, open_cache
+from feeds.serving import feed_paths, scope_of
+from tests.conftest import REDIS_URL, article, make_settings
+
+
+def other(article_id: str, category: str, source: str = "新华社", **changes):
+    return article(id=article_id, url=f"https://news.example.cn/{article_id}.html", title=f"标题{article_id}",
+                   category=category, source=source, **changes)
+
+
+@pytest.fixture
+def loaded(client):
+    response = client.post("/api/articles", json=[other("a", "热点/国内"), other("b", "财经/股票", source="经济日报")],
+                           headers={"Authorization": "Bearer s3cret"})
+    assert response.status_code == 201
+    return client
+
+
+@pytest.fixture
+def builds(app, monkeypatch):
+    """The paths of the feeds rendered from the database, in order."""
+    catalog = app.extensions["feeds"].catalog
+    seen: list[str] = []
+    original = catalog.build
+    monkeypatch.setattr(catalog, "build", lambda spec, limit, now=None: seen.append(spec.path) or original(spec, limit, now))
+    return seen
+
+
+@pytest.fixture
+def statements(app):
+    seen: list[str] = []
+    engine = app.extensions["feeds"].store.engine
+    def listener(conn, cursor, statement, *rest):
+        if statement.split()[0] not in ("BEGIN", "COMMIT", "ROLLBACK"):  # transaction control, no query
+            seen.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", listener)
+    yield seen
+    sa.event.remove(engine, "before_cursor_execute", listener)
+
+
+def post(client, body, path="/api/articles"):
+    return client.post(path, json=body, headers={"Authorization": "Bearer s3cret"})
+
+
+def test_a_second_poll_renders_nothing_and_asks_the_database_one_thing(loaded, builds, statements):
+    first = loaded.get("/feeds/category/redian.rss")
+    assert builds == ["category/redian"]
+    statements.clear()
+    second = loaded.get("/feeds/category/redian.rss")
+    assert second.data == first.data and builds == ["category/redian"]
+    assert len(statements) == 1 and "feed_versions" in statements[0]
+    statements.clear()
+    not_modified = loaded.get("/feeds/category/redian.rss", headers={"If-None-Match": first.headers["ETag"]})
+    assert not_modified.status_code == 304 and len(statements) == 1 and builds == ["category/redian"]
+
+
+def test_a_write_invalidates_exactly_the_feeds_it_touches(loaded, builds):
+    paths = ["all", "category/redian", "category/redian/guonei", "category/caijing", "source/xinhuashe", "source/jingjiribao"]
+    before = {path: loaded.get(f"/feeds/{path}.rss").data for path in paths}
+    builds.clear()
+    assert post(loaded, other("c", "热点/国内")).status_code == 201
+    after = {path: loaded.get(f"/feeds/{path}.rss").data for path in paths}
+    assert sorted(builds) == ["all", "category/redian", "category/redian/guonei", "source/xinhuashe"]
+    assert {path for path in paths if after[path] != before[path]} == set(builds)
+
+
+def test_moving_an_article_invalidates_old_and_new_places(loaded, builds):
+    for path in ("category/redian/guonei", "category/caijing", "source/xinhuashe", "source/renminwang"):
+        loaded.get(f"/feeds/{path}.rss")
+    builds.clear()
+    assert post(loaded, other("a", "财经", source="人民网")).status_code == 200
+    for path in ("category/redian/guonei", "category/caijing", "source/xinhuashe", "source/renminwang"):
+        loaded.get(f"/feeds/{path}.rss")
+    assert builds == ["category/redian/guonei", "category/caijing", "source/xinhuashe", "source/renminwang"]
+    assert feedparser.parse(loaded.get("/feeds/source/xinhuashe.rss").data).entries == []
+
+
+def test_an_unchanged_upsert_invalidates_nothing(loaded, builds):
+    loaded.get("/feeds/all.rss")
+    builds.clear()
+    assert post(loaded, other("a", "热点/国内")).json["results"][0]["result"] == "unchanged"
+    loaded.get("/feeds/all.rss")
+    assert builds == []
+
+
+def test_delete_and_reads_invalidate(loaded, builds):
+    loaded.get("/feeds/all.rss")
+    loaded.get("/feeds/hot/daily.rss")
+    builds.clear()
+    assert loaded.delete("/api/articles/a", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    assert "标题a" not in loaded.get("/feeds/all.rss").get_data(as_text=True)
+    assert post(loaded, [{"id": "b", "count": 3}], "/api/views").status_code == 200
+    assert "1. 标题b" in loaded.get("/feeds/hot/daily.rss").get_data(as_text=True)
+    assert builds == ["all", "hot/daily"]
+
+
+def test_a_write_through_another_instance_is_seen_at_once(loaded, app, settings):
+    loaded.get("/feeds/all.rss")
+    elsewhere = create_app(settings)  # another process's app on the same database
+    try:
+        elsewhere.test_client().post("/api/articles", json=other("z", "体育"), headers={"Authorization": "Bearer s3cret"})
+    finally:
+        elsewhere.extensions["feeds"].store.close()
+    assert "标题z" in loaded.get("/feeds/all.rss").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("encoding, decode", [("gzip", gzip.decompress), ("br", brotli.decompress)])
+def test_compression(loaded, builds, encoding, decode):
+    plain = loaded.get("/feeds/all.atom")
+    packed = loaded.get("/feeds/all.atom", headers={"Accept-Encoding": f"{encoding}, identity;q=0.5"})
+    assert packed.headers["Content-Encoding"] == encoding
+    assert packed.headers["Vary"] == "Accept-Encoding" and plain.headers["Vary"] == "Accept-Encoding"
+    assert decode(packed.data) == plain.data
+    assert packed.headers["ETag"] != plain.headers["ETag"]
+    assert packed.headers["ETag"].startswith(plain.headers["ETag"][:-1])
+    repeat = loaded.get("/feeds/all.atom", headers={"Accept-Encoding": encoding, "If-None-Match": packed.headers["ETag"]})
+    assert repeat.status_code == 304
+    assert builds == ["all"]  # the compressed bytes came from the plain ones, and then from the cache
+
+
+def test_no_accept_encoding_or_refused_encodings_get_plain_bytes(loaded):
+    assert "Content-Encoding" not in loaded.get("/feeds/all.rss").headers
+    assert "Content-Encoding" not in loaded.get("/feeds/all.rss", headers={"Accept-Encoding": "gzip;q=0, br;q=0"}).headers
+
+
+def test_compressed_bytes_are_the_same_on_every_instance(loaded, settings):
+    first = loaded.get("/feeds/all.rss", headers={"Accept-Encoding": "gzip"})
+    elsewhere = create_app(settings)
+    try:
+        second = elsewhere.test_client().get("/feeds/all.rss", headers={"Accept-Encoding": "gzip"})
+    finally:
+        elsewhere.extensions["feeds"].store.close()
+    assert first.data == second.data and first.headers["ETag"] == second.headers["ETag"]
+
+
+def test_scopes_and_paths():
+    assert scope_of("all") == "all"
+    assert scope_of("category/redian/guonei") == "category:redian/guonei"
+    assert scope_of("source/xinhuashe") == "source:xinhuashe"
+    assert scope_of("hot/daily/category/redian") == "hot"
+    assert feed_paths(["all", "category:redian", "hot"], ["daily", "weekly"]) == ["all", "category/redian", "hot/daily", "hot/weekly"]
+
+
+def test_memory_cache_is_a_bounded_lru():
+    cache = MemoryCache(max_bytes=10)
+    for key in "abc":
+        cache.set(key, Rendered(b"1234", key, None), ttl=60)
+    assert cache.get("a") is None and cache.get("b") is not None and cache.get("c") is not None
+    cache.set("d", Rendered(b"x" * 11, "d", None), ttl=60)
+    assert cache.get("d") is None
+    cache.set("e", Rendered(b"1", "e", None), ttl=0)
+    assert cache.get("e") is None
+
+
+def test_rendered_round_trips():
+    for value in (Rendered(b"<rss/>", "abc-gzip", 1712220579.0), Rendered(b"", "x", None)):
+        assert Rendered.loads(value.dumps()) == value
+
+
+@pytest.mark.skipif(not REDIS_URL, reason="FEEDS_TEST_REDIS_URL is not set; the Redis cache tests need it")
+def test_redis_cache_shares_renders_between_instances(sqlite_url):
+    import redis
+
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    settings = make_settings(sqlite_url, api={"token": "s3cret"}, cache={"url": REDIS_URL})
+    first, second = create_app(settings), create_app(settings)
+    try:
+        assert isinstance(first.extensions["feeds"].feeds.cache, RedisCache)
+        post(first.test_client(), other("a", "热点/国内"))
+        rendered = first.test_client().get("/feeds/all.rss")
+        calls = []
+        second.extensions["feeds"].catalog.build = lambda *args, **kwargs: calls.append(args)
+        again = second.test_client().get("/feeds/all.rss")
+        assert again.data == rendered.data and calls == []
+    finally:
+        for app in (first, second):
+            app.extensions["feeds"].store.close()
+
+
+def test_a_down_redis_means_rendering_from_the_database(sqlite_url, caplog):
+    settings = make_settings(sqlite_url, api={"token": "s3cret"}, cache={"url": "redis://127.0.0.1:1/0"})
+    app = create_app(settings)
+    try:
+        client = app.test_client()
+        assert post(client, other("a", "热点/国内")).status_code == 201
+        for _ in range(3):
+            response = client.get("/feeds/all.rss")
+            assert response.status_code == 200 and "标题a" in response.get_data(as_text=True)
+        assert sum("redis cache unavailable" in record.message for record in caplog.records) == 1
+    finally:
+        app.extensions["feeds"].store.close()
+
+
+def test_open_cache():
+    assert isinstance(open_cache(""), MemoryCache)
+    assert isinstance(open_cache("memory://"), MemoryCache)
+    assert isinstance(open_cache("redis://127.0.0.1:6379/0"), RedisCache)
+
+
+# -- WebSub -------------------------------------------------------------------------------
+
+
+class Hub:
+    """A local WebSub hub that records the pings it gets; ``delay`` makes it slow."""
+
+    def __init__(self, status: int = 204, delay: float = 0.0):
+        self.pings: list[dict[str, str]] = []
+        self.got = threading.Event()
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+                time.sleep(delay)
+                hub.pings.append(dict(urllib.parse.parse_qsl(body)))
+                hub.got.set()
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+
+
+@pytest.fixture
+def hub():
+    hub = Hub()
+    yield hub
+    hub.close()
+
+
+def hub_app(sqlite_url, *hubs):
+    return create_app(make_settings(sqlite_url, api={"token": "s3cret"}, websub={"hubs": list(hubs)}))
+
+
+def test_feeds_announce_their_hubs(sqlite_url, hub):
+    app = hub_app(sqlite_url, hub.url)
+    try:
+        client = app.test_client()
+        response = client.get("/feeds/category/redian.rss")
+        assert response.status_code == 404  # nothing stored yet
+        post(client, other("a", "热点/国内"))
+        response = client.get("/feeds/category/redian.rss")
+        assert response.headers["Link"] == f'<{hub.url}>; rel="hub", <http://feeds.test/feeds/category/redian.rss>; rel="self"'
+        atom = "{http://www.w3.org/2005/Atom}link"
+        rss_links = {link.get("rel"): link.get("href") for link in etree.fromstring(response.data).find("channel").iter(atom)}
+        assert rss_links == {"self": "http://feeds.test/feeds/category/redian.rss", "hub": hub.url}
+        assert etree.fromstring(response.data).findtext("channel/link") == "https://news.example.cn/"
+        atom_links = {link.get("rel"): link.get("href") for link in etree.fromstring(client.get("/feeds/all.atom").data).findall(atom)}
+        assert atom_links["hub"] == hub.url
+        assert client.get("/feeds/all.json").json["hubs"] == [{"type": "WebSub", "url": hub.url}]
+        assert feedparser.parse(response.data).bozo == 0
+        assert app.extensions["feeds"].publisher.wait(10)
+    finally:
+        app.extensions["feeds"].store.close()
+
+
+def test_a_change_pings_the_hub_for_every_changed_feed(sqlite_url, hub):
+    app = hub_app(sqlite_url, hub.url)
+    try:
+        assert post(app.test_client(), other("a", "热点/国内")).status_code == 201
+        assert app.extensions["feeds"].publisher.wait(10)
+        pinged = {ping["hub.url"] for ping in hub.pings}
+        assert {ping["hub.mode"] for ping in hub.pings} == {"publish"}
+        base = "http://feeds.test/feeds/"
+        expected = {base + path + "." + ext for path in ("all", "category/redian", "category/redian/guonei", "source/xinhuashe",
+                                                         "hot/daily", "hot/weekly") for ext in ("rss", "atom", "json")}
+        assert pinged == expected
+    finally:
+        app.extensions["feeds"].store.close()
+
+
+def test_a_slow_or_down_hub_never_holds_up_a_write(sqlite_url, caplog):
+    slow = Hub(delay=0.2)
+    try:
+        app = hub_app(sqlite_url, slow.url, "http://127.0.0.1:1/")
+        app.extensions["feeds"].publisher.backoff = 0.01
+        response = post(app.test_client(), other("a", "热点/国内"))
+        assert response.status_code == 201
+        assert not slow.got.is_set()  # the answer came before the hub had even been told
+        assert app.extensions["feeds"].publisher.wait(60)
+        assert len(slow.pings) == 18
+        failures = [r.message for r in caplog.records if "did not take the ping" in r.message]
+        assert len(failures) == 18 and all("hub http://127.0.0.1:1/ " in message for message in failures)
+        app.extensions["feeds"].store.close()
+    finally:
+        slow.close()
+
+
+def test_a_failing_hub_is_retried(sqlite_url):
+    failing = Hub(status=503)
+    try:
+        app = hub_app(sqlite_url, failing.url)
+        app.extensions["feeds"].publisher.backoff = 0.01
+        post(app.test_client(), other("a", "热点/国内"))
+        assert app.extensions["feeds"].publisher.wait(30)
+        assert len(failing.pings) == 18 * 3
+        app.extensions["feeds"].store.close()
+    finally:
+        failing.close()
+
+
+def test_import_pings_too(sqlite_url, hub, runner, write_jsonl, tmp_path):
+    from click.testing import CliRunner
+
+    from feeds.cli import main
+
+    app = hub_app(sqlite_url, hub.url)
+    try:
+        result = CliRunner().invoke(main, ["import", write_jsonl([other("a", "体育")])], obj=app)
+        assert result.exit_code == 0
+        assert "http://feeds.test/feeds/category/tiyu.atom" in {ping["hub.url"] for ping in hub.pings}
+    finally:
+        app.extensions["feeds"].store.close()
