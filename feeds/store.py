@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -99,22 +99,42 @@ article_categories = sa.Table(
     sa.Index("ix_article_categories_article", "article_pk"),
 )
 
-reads_hourly = sa.Table(
-    "reads_hourly",
-    metadata,
-    sa.Column("bucket", UTCDateTime, primary_key=True),
-    sa.Column("article_pk", sa.Integer, sa.ForeignKey("articles.pk", ondelete="CASCADE"), primary_key=True),
-    sa.Column("count", sa.BigInteger, nullable=False),
-    sa.Index("ix_reads_hourly_article", "article_pk"),
-)
-
+# Read counts, summed per article into minute, hour and day buckets. A ranking sums whole
+# hours and, at the ragged ends of its window, minutes; the day buckets only bound it from
+# above, so that the long tail of rarely read articles need not be summed (Store.ranking).
+# On SQLite the tables are WITHOUT ROWID: the primary key is the table, counts included.
+# ``ix_*_article`` (article, bucket, count) sums one article over a range of buckets from
+# the index alone; ``ix_reads_daily_busiest`` (bucket, count, article) lists a day's most
+# read articles, or those read at least so often, without reading the rest.
 reads_minutely = sa.Table(
     "reads_minutely",
     metadata,
     sa.Column("bucket", UTCDateTime, primary_key=True),
     sa.Column("article_pk", sa.Integer, sa.ForeignKey("articles.pk", ondelete="CASCADE"), primary_key=True),
     sa.Column("count", sa.BigInteger, nullable=False),
-    sa.Index("ix_reads_minutely_article", "article_pk"),
+    sa.Index("ix_reads_minutely_article", "article_pk", "bucket", "count"),
+    sqlite_with_rowid=False,
+)
+
+reads_hourly = sa.Table(
+    "reads_hourly",
+    metadata,
+    sa.Column("bucket", UTCDateTime, primary_key=True),
+    sa.Column("article_pk", sa.Integer, sa.ForeignKey("articles.pk", ondelete="CASCADE"), primary_key=True),
+    sa.Column("count", sa.BigInteger, nullable=False),
+    sa.Index("ix_reads_hourly_article", "article_pk", "bucket", "count"),
+    sqlite_with_rowid=False,
+)
+
+reads_daily = sa.Table(
+    "reads_daily",
+    metadata,
+    sa.Column("bucket", UTCDateTime, primary_key=True),
+    sa.Column("article_pk", sa.Integer, sa.ForeignKey("articles.pk", ondelete="CASCADE"), primary_key=True),
+    sa.Column("count", sa.BigInteger, nullable=False),
+    sa.Index("ix_reads_daily_article", "article_pk"),
+    sa.Index("ix_reads_daily_busiest", "bucket", "count", "article_pk"),
+    sqlite_with_rowid=False,
 )
 
 ranking_states = sa.Table(
@@ -123,6 +143,16 @@ ranking_states = sa.Table(
     sa.Column("feed", sa.String(1000), primary_key=True),
     sa.Column("signature", sa.String(64), nullable=False),
     sa.Column("changed", UTCDateTime, nullable=False),
+)
+
+# One row per feed scope ("all", "category:<slug path>", "source:<slug>", "hot"): bumped
+# in the same transaction as any change to what its feeds show, so a rendered feed can
+# be cached under its version and never served stale (feeds/serving.py).
+feed_versions = sa.Table(
+    "feed_versions",
+    metadata,
+    sa.Column("scope", sa.String(1100), primary_key=True),
+    sa.Column("version", sa.BigInteger, nullable=False),
 )
 
 Outcome = Literal["created", "updated", "unchanged"]
@@ -141,11 +171,19 @@ class Ranked:
 class Store:
     """Articles, categories, sources and reads in one SQL database."""
 
-    def __init__(self, url: str, category_slugs: dict[str, str] | None = None, source_slugs: dict[str, str] | None = None):
+    def __init__(
+        self,
+        url: str,
+        category_slugs: dict[str, str] | None = None,
+        source_slugs: dict[str, str] | None = None,
+        on_change: Callable[[set[str]], None] | None = None,
+    ):
+        """``on_change`` is called after each committed write with the scopes it changed."""
         self.url = url
         self.engine = _engine(url)
         self._category_slugs = category_slugs or {}
         self._source_slugs = source_slugs or {}
+        self.on_change = on_change
 
     def close(self) -> None:
         self.engine.dispose()
@@ -182,11 +220,15 @@ class Store:
 
     def delete_article(self, article_id: str) -> bool:
         """Remove an article from the store and every feed; False when there was none."""
+        if not _storable(article_id):
+            return False
 
         def delete(conn: Connection) -> bool:
-            pk = conn.scalar(sa.select(articles.c.pk).where(articles.c.id == article_id))
-            if pk is None:
+            row = conn.execute(sa.select(articles.c.pk, articles.c.category_id, articles.c.source_id).where(articles.c.id == article_id)).first()
+            if row is None:
                 return False
+            pk = row.pk
+            self._bump(conn, self._scopes(conn, {row.category_id}, {row.source_id}))
             for table in (article_categories, reads_hourly, reads_minutely):
                 conn.execute(table.delete().where(table.c.article_pk == pk))
             conn.execute(articles.delete().where(articles.c.pk == pk))
@@ -194,33 +236,54 @@ class Store:
 
         return self._write(delete)
 
-    def record_reads(self, events: Sequence[ReadEvent]) -> None:
-        """Add read events to their hourly and minute buckets, in one transaction.
+    _reads_pruned_before: datetime | None = None  # how far record_reads(keep=…) has pruned, in this process
+
+    def record_reads(self, events: Sequence[ReadEvent], keep: timedelta | None = None, now: datetime | None = None) -> None:
+        """Add read events to their minute, hour and day buckets, in one transaction.
 
         Raises ``KeyError`` naming the first unknown article id; nothing is written then.
+        With ``keep`` (the longest ranking window), buckets that no window ending at ``now``
+        or later can reach are then pruned, at most once an hour per process, in a
+        transaction of their own; a failed prune is left for the next call.
         """
+        if events:
 
-        def record(conn: Connection) -> None:
-            pks = self._pks(conn, {event.article_id for event in events})
-            for event in events:
-                if event.article_id not in pks:
-                    raise KeyError(event.article_id)
-            for table, width in ((reads_hourly, timedelta(hours=1)), (reads_minutely, timedelta(minutes=1))):
-                totals: dict[tuple[datetime, int], int] = {}
+            def record(conn: Connection) -> None:
+                pks = self._pks(conn, {event.article_id for event in events})
                 for event in events:
-                    key = (_floor(event.at, width), pks[event.article_id])
-                    totals[key] = totals.get(key, 0) + event.count
-                self._add_counts(conn, table, totals)
+                    if event.article_id not in pks:
+                        raise KeyError(event.article_id)
+                moments = [(int(event.at.timestamp()), pks[event.article_id], event.count) for event in events]
+                for table, width in _BUCKETS:
+                    step = int(width.total_seconds())
+                    totals: dict[tuple[int, int], int] = {}
+                    for seconds, pk, count in moments:
+                        key = (seconds - seconds % step, pk)
+                        totals[key] = totals.get(key, 0) + count
+                    self._add_counts(conn, table, totals)
+                self._bump(conn, {"hot"})
 
-        self._write(record)
+            self._write(record)
+        if keep is not None:
+            cutoff = _floor((now or datetime.now(timezone.utc)) - keep, _HOUR)
+            if self._reads_pruned_before is None or cutoff > self._reads_pruned_before:
+                self._reads_pruned_before = cutoff
+                try:
+                    self.prune_reads(cutoff)
+                except sa.exc.DBAPIError:  # e.g. a deadlock with a concurrent writer: try again next time
+                    self._reads_pruned_before = None
 
     def prune_reads(self, before: datetime) -> int:
-        """Drop read buckets older than ``before``; return how many rows went."""
+        """Drop the read buckets that end by ``before``; return how many rows went.
+
+        A ranking window of length W ending at ``now`` or later reads no bucket that ends
+        by ``now - W``, so ``before = now - longest window`` keeps every list exact.
+        """
 
         def prune(conn: Connection) -> int:
             removed = 0
-            for table in (reads_hourly, reads_minutely):
-                removed += conn.execute(table.delete().where(table.c.bucket < before)).rowcount
+            for table, width in _BUCKETS:
+                removed += conn.execute(table.delete().where(table.c.bucket <= before - width)).rowcount
             return removed
 
         return self._write(prune)
@@ -249,61 +312,84 @@ class Store:
             return [self._article(row) for row in conn.execute(query)]
 
     def ranking(self, now: datetime, window: timedelta, limit: int, category: Category | None = None) -> list[Ranked]:
-        """The most-read articles in ``(now - window, now]``, most reads first, then newest.
+        """The ``limit`` articles most read in the ``window`` ending at ``now``, of ``category``
+        and its descendants when given: most reads first, then the newest, then the last stored.
 
-        Whole hours come from the hourly buckets; the hour the window starts in is
-        counted from its minute buckets, so the window edge is exact to the minute.
+        The window is exact to the minute: a read counts when its minute overlaps
+        ``(now - window, now]``. Whole hours are summed from the hourly buckets, the ragged
+        hours at both ends from their minute buckets.
+
+        The long tail of rarely read articles is not summed when it cannot reach the list
+        (see ``_top_by_threshold``); when no useful bound is found every article is summed.
+        All statements read one snapshot of the database.
         """
-        start = now - window
-        edge_hour = _floor(start, timedelta(hours=1))
-        counted = sa.union_all(
-            sa.select(reads_hourly.c.article_pk, reads_hourly.c.count).where(reads_hourly.c.bucket > edge_hour),
-            sa.select(reads_minutely.c.article_pk, reads_minutely.c.count).where(
-                reads_minutely.c.bucket >= _floor(start, timedelta(minutes=1)),
-                reads_minutely.c.bucket < edge_hour + timedelta(hours=1),
-            ),
-        ).subquery()
-        totals = sa.select(counted.c.article_pk, sa.func.sum(counted.c.count).label("reads")).group_by(counted.c.article_pk)
-        if category is not None:
-            totals = totals.where(
-                counted.c.article_pk.in_(
-                    sa.select(article_categories.c.article_pk)
-                    .join(categories, categories.c.id == article_categories.c.category_id)
-                    .where(categories.c.slug_path == category.slug_path)
-                )
-            )
-        totals_q = totals.subquery()
-        query = (
-            self._article_select(totals_q.c.reads)
-            .join(totals_q, totals_q.c.article_pk == articles.c.pk)
-            .order_by(totals_q.c.reads.desc(), articles.c.published.desc(), articles.c.pk.desc())
-            .limit(limit)
-        )
+        if limit < 1:
+            return []
+        if window <= timedelta(0):
+            raise ValueError(f"a ranking window must be positive, got {window}")
+        span = _Span.of(now, window)
         with self._read() as conn:
-            return [Ranked(self._article(row), int(row.reads)) for row in conn.execute(query)]
+            if conn.dialect.name == "postgresql":
+                conn.execution_options(isolation_level="REPEATABLE READ")  # one snapshot, as SQLite gives
+            category_id = None
+            if category is not None:
+                category_id = conn.scalar(sa.select(categories.c.id).where(categories.c.slug_path == category.slug_path))
+                if category_id is None:
+                    return []
+            top = self._top_by_threshold(conn, span, limit, category_id)
+            if top is None:
+                top = self._top_by_summing_all(conn, span, limit, category_id)
+            rows = {}
+            for chunk in _chunks([pk for pk, _ in top]):
+                rows.update((row.pk, row) for row in conn.execute(self._article_select().where(articles.c.pk.in_(chunk))))
+        return [Ranked(self._article(rows[pk]), reads) for pk, reads in top]
 
     def ranking_changed(self, feed: str, signature: str, now: datetime | None = None) -> datetime:
-        """When the ranking shown by ``feed`` last changed: ``now`` if ``signature`` differs
-        from the one last seen, else the time recorded then."""
-        with self._read() as conn:
-            row = conn.execute(sa.select(ranking_states).where(ranking_states.c.feed == feed)).first()
-        if row is not None and row.signature == signature:
-            return row.changed
+        """When the ranking shown by ``feed`` last changed: the time stored with ``signature``
+        when that is the ranking last seen; else ``now`` (never earlier than the time stored
+        before), which is stored with the new signature.
+
+        Safe for concurrent requests on SQLite and PostgreSQL without locking: the state
+        moves only by compare-and-swap (an insert that does nothing on conflict, an update
+        conditional on the signature and time read), and a request that loses the race reads
+        the winner's state again. Two requests that see the same new ranking therefore store
+        it once and answer the same time, and the time never goes backwards.
+        """
         now = now or datetime.now(timezone.utc)
-
-        def remember(conn: Connection) -> datetime:
-            current = conn.execute(sa.select(ranking_states).where(ranking_states.c.feed == feed)).first()
-            if current is None:
-                conn.execute(ranking_states.insert().values(feed=feed, signature=signature, changed=now))
-            elif current.signature != signature:
-                conn.execute(ranking_states.update().where(ranking_states.c.feed == feed).values(signature=signature, changed=now))
+        changed = now
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        for _ in range(10):
+            with self._read() as conn:
+                row = conn.execute(
+                    sa.select(ranking_states.c.signature, ranking_states.c.changed).where(ranking_states.c.feed == feed)
+                ).first()
+            if row is not None and row.signature == signature:
+                return row.changed
+            if row is None:
+                changed = now
+                swap: sa.Executable = (
+                    dialect.insert(ranking_states)
+                    .values(feed=feed, signature=signature, changed=changed)
+                    .on_conflict_do_nothing(index_elements=["feed"])
+                )
             else:
-                return current.changed
-            return now
-
-        return self._write(remember)
+                changed = max(now, row.changed)
+                swap = (
+                    ranking_states.update()
+                    .where(
+                        ranking_states.c.feed == feed,
+                        ranking_states.c.signature == row.signature,
+                        ranking_states.c.changed == row.changed,
+                    )
+                    .values(signature=signature, changed=changed)
+                )
+            if self._write(lambda conn: conn.execute(swap).rowcount) == 1:
+                return changed
+        return changed  # lost ten races in a row: answer without storing; the next request stores it
 
     def article(self, article_id: str) -> Article | None:
+        if not _storable(article_id):
+            return None
         with self._read() as conn:
             row = conn.execute(self._article_select().where(articles.c.id == article_id)).first()
         return self._article(row) if row else None
@@ -311,11 +397,13 @@ class Store:
     def known_ids(self, ids: set[str]) -> set[str]:
         """Those of ``ids`` that name a stored article."""
         with self._read() as conn:
-            return set(self._pks(conn, ids))
+            return set(self._pks(conn, {i for i in ids if _storable(i)}))
 
     def has_reads_since(self, moment: datetime) -> bool:
+        """Whether any read is stored at ``moment`` or later (to the minute)."""
         with self._read() as conn:
-            return conn.scalar(sa.select(reads_hourly.c.bucket).where(reads_hourly.c.bucket >= moment).limit(1)) is not None
+            query = sa.select(reads_minutely.c.bucket).where(reads_minutely.c.bucket >= _floor(moment, _MINUTE)).limit(1)
+            return conn.scalar(query) is not None
 
     def categories(self) -> list[Category]:
         """Every category, parents before children, siblings in pinyin order (as Chinese indexes sort)."""
@@ -365,18 +453,61 @@ class Store:
             yield conn
 
     def _write(self, work: Any) -> Any:
-        """Run ``work(conn)`` in one write transaction; retry when a concurrent writer won a race."""
+        """Run ``work(conn)`` in one write transaction; retry when a concurrent writer won a race.
+        After the commit, tell ``on_change`` which scopes the work bumped."""
         for attempt in range(5):
             try:
                 with self._guard(), self.engine.connect() as conn:
                     conn = conn.execution_options(immediate=True)
-                    with conn.begin():
-                        return work(conn)
+                    conn.info["feeds_changed"] = changed = set()
+                    try:
+                        with conn.begin():
+                            result = work(conn)
+                    finally:
+                        conn.info.pop("feeds_changed", None)
+                if changed and self.on_change is not None:
+                    self.on_change(changed)
+                return result
             except sa.exc.IntegrityError:
                 if attempt == 4:
                     raise
                 time.sleep(0.01 * (attempt + 1))
         raise AssertionError("unreachable")
+
+    def version(self, scope: str) -> int:
+        """How many times what the feeds of ``scope`` show has changed (0: never)."""
+        with self._read() as conn:
+            return int(conn.scalar(sa.select(feed_versions.c.version).where(feed_versions.c.scope == scope)) or 0)
+
+    @staticmethod
+    def _bump(conn: Connection, scopes: set[str]) -> None:
+        """Count a change to each of ``scopes``, in the caller's transaction."""
+        scopes = scopes - conn.info["feeds_changed"]
+        if not scopes:
+            return
+        bumped = conn.execute(
+            feed_versions.update().where(feed_versions.c.scope.in_(sorted(scopes))).values(version=feed_versions.c.version + 1)
+            .returning(feed_versions.c.scope)
+        ).scalars().all()
+        missing = scopes - set(bumped)
+        if missing:
+            conn.execute(feed_versions.insert(), [{"scope": scope, "version": 1} for scope in sorted(missing)])
+        conn.info["feeds_changed"].update(scopes)
+
+    @staticmethod
+    def _scopes(conn: Connection, category_ids: set[int | None], source_ids: set[int | None]) -> set[str]:
+        """The scopes an article in these categories and sources shows in: everything, hot lists,
+        its category and every ancestor, its source."""
+        scopes = {"all", "hot"}
+        category_ids.discard(None)
+        source_ids.discard(None)
+        if category_ids:
+            for slug_path in conn.execute(sa.select(categories.c.slug_path).where(categories.c.id.in_(category_ids))).scalars():
+                parts = slug_path.split("/")
+                scopes.update("category:" + "/".join(parts[:depth]) for depth in range(1, len(parts) + 1))
+        if source_ids:
+            scopes.update("source:" + slug for slug in conn.execute(sa.select(sources.c.slug).where(sources.c.id.in_(source_ids))).scalars())
+        return scopes
 
     def _article_select(self, *extra: Any) -> sa.Select:
         return (
@@ -415,6 +546,8 @@ class Store:
         source_ids = self._ensure_sources(conn, [a.source for a in batch if a.source])
         existing = {row.id: row._asdict() for row in self._rows_by_id(conn, {a.id for a in batch})}
         outcomes: list[Outcome] = []
+        touched_categories: set[int | None] = set()
+        touched_sources: set[int | None] = set()
         for article in batch:
             values = {
                 "id": article.id,
@@ -442,6 +575,11 @@ class Store:
                 if not changed and values["updated"] == old["updated"]:
                     outcomes.append("unchanged")
                     continue
+                touched_categories.add(old["category_id"])
+                touched_sources.add(old["source_id"])
+            touched_categories.add(values["category_id"])
+            touched_sources.add(values["source_id"])
+            if old is not None:
                 conn.execute(articles.update().where(articles.c.pk == pk).values(values))
                 outcomes.append("updated")
                 if old["category_id"] == values["category_id"] and old["published"] == values["published"]:
@@ -457,6 +595,8 @@ class Store:
                         for depth in range(1, len(article.category) + 1)
                     ],
                 )
+        if any(outcome != "unchanged" for outcome in outcomes):
+            self._bump(conn, self._scopes(conn, touched_categories, touched_sources))
         return outcomes
 
     def _ensure_categories(self, conn: Connection, paths: Iterable[tuple[str, ...]]) -> dict[tuple[str, ...], int]:
@@ -516,18 +656,339 @@ class Store:
             found.update((row.id, row.pk) for row in conn.execute(sa.select(articles.c.id, articles.c.pk).where(articles.c.id.in_(chunk))))
         return found
 
-    def _add_counts(self, conn: Connection, table: sa.Table, totals: dict[tuple[datetime, int], int]) -> None:
+    def _add_counts(self, conn: Connection, table: sa.Table, totals: dict[tuple[int, int], int]) -> None:
+        """Add ``totals`` ((bucket in Unix seconds, article pk): reads) to their buckets in one
+        upsert: on PostgreSQL one statement over arrays of the rows (an executemany there
+        sends each row on its own), on SQLite one statement executed for every row.
+
+        Rows go in key order, so concurrent writers lock the same rows in the same order
+        (no deadlock on PostgreSQL).
+        """
         if not totals:
             return
-        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
-        rows = [{"bucket": bucket, "article_pk": pk, "count": count} for (bucket, pk), count in totals.items()]
-        for chunk in _chunks(rows, 300):
-            statement = dialect.insert(table).values(chunk)
-            conn.execute(
-                statement.on_conflict_do_update(
-                    index_elements=["bucket", "article_pk"], set_={"count": table.c.count + statement.excluded.count}
+        moments: dict[int, datetime] = {}
+        keys = sorted(totals)
+        buckets = [moments.get(bucket) or moments.setdefault(bucket, datetime.fromtimestamp(bucket, timezone.utc)) for bucket, _ in keys]
+        if self.engine.dialect.name == "postgresql":
+            given = {"buckets": buckets, "pks": [pk for _, pk in keys], "counts": [totals[key] for key in keys]}
+            conn.execute(_statements.add_counts(table.name, "postgresql"), given)
+        else:
+            rows = [{"bucket": bucket, "article_pk": pk, "count": totals[bucket_s, pk]} for bucket, (bucket_s, pk) in zip(buckets, keys)]
+            conn.execute(_statements.add_counts(table.name, "sqlite"), rows)
+
+    # -- ranking internals ------------------------------------------------------------
+    # The statements are built once per shape (_statements) and run with new parameters:
+    # building them anew took longer than running them.
+
+    def _top_by_threshold(self, conn: Connection, span: _Span, limit: int, category_id: int | None) -> list[tuple[int, int]] | None:
+        """The top ``limit`` (article pk, reads), summing only the articles that can be in it;
+        None when no bound is found that spares most of the long tail.
+
+        The ``limit``-th best of any articles' sums, T, is a lower bound on the true one.
+        An article with T reads in the window has at least T/D of them in one of the D day
+        buckets the window touches (its ragged end days included), so the articles with a
+        day count of ceil(T/D) or more, which the (bucket, count) index lists without
+        reading the rest, are all that can be in the list. T comes from the articles with
+        the best day counts, found at the top of the same index.
+        """
+        seeds, sparse = self._seeds(conn, span, limit, category_id)
+        sums = self._sums(conn, span, seeds)
+        threshold = _nth(sums, limit)
+        least = -(-threshold // len(span.days))  # ceil(T / D)
+        if least < 2:
+            return None  # every article read in the window could be in the list
+        if sparse:  # a small category: through the list of its members, as its seeds were
+            candidates = self._read_at_least(conn, span, least, category_id)
+        else:
+            candidates = self._read_at_least(conn, span, least, None)
+            if candidates is not None and category_id is not None:
+                candidates = self._members(conn, candidates - sums.keys(), category_id)
+        if candidates is None:
+            return None  # too many to sum one by one
+        sums.update(self._sums(conn, span, candidates - sums.keys()))
+        return self._order(conn, {pk: reads for pk, reads in sums.items() if reads >= threshold}, limit)
+
+    def _seeds(self, conn: Connection, span: _Span, limit: int, category_id: int | None) -> tuple[list[int], bool]:
+        """Articles likely to make the list: those with the best day counts in the window; and
+        whether the category is too small to find enough of them among the best of all.
+
+        For a category, first those among the best of all articles (enough, in a big
+        category, and cheap to pick out), else those among the top ``_CATEGORY_DEPTH`` of
+        each day, through the list of its members (which costs in proportion to them).
+        """
+        wanted = _SEEDS * limit
+        best = self._best_of_days(conn, span, _SEEDS * limit * (1 if category_id is None else _CATEGORY_SPREAD), None)
+        sparse = False
+        if category_id is not None:
+            members = self._members(conn, set(best), category_id)
+            best = {pk: count for pk, count in best.items() if pk in members}
+            if len(best) < wanted:
+                best, sparse = self._best_of_days(conn, span, _CATEGORY_DEPTH, category_id), True
+        return sorted(best, key=best.__getitem__, reverse=True)[:wanted], sparse
+
+    @staticmethod
+    def _best_of_days(conn: Connection, span: _Span, per_day: int, category_id: int | None) -> dict[int, int]:
+        """The ``per_day`` best day counts of each day (of the category's articles, if given):
+        each article and its best."""
+        scope = {} if category_id is None else {"category": category_id}
+        found: dict[int, int] = {}
+        for days in _chunks(list(span.days), 100):
+            query = _statements.best_of_days(len(days), category_id is not None)
+            given = {f"day{n}": day for n, day in enumerate(days)}
+            for pk, count in conn.execute(query, {**given, "per_day": per_day, **scope}):
+                found[pk] = max(found.get(pk, 0), int(count))
+        return found
+
+    @staticmethod
+    def _read_at_least(conn: Connection, span: _Span, least: int, category_id: int | None) -> set[int] | None:
+        """The articles (of the category, if given) read ``least`` times or more on one of the
+        window's days; None when they are more than ``_MAX_CANDIDATES``."""
+        scope = {} if category_id is None else {"category": category_id}
+        query = _statements.read_at_least(category_id is not None)
+        found: set[int] = set()
+        for days in _chunks(list(span.days)):
+            found.update(conn.scalars(query, {"days": days, "least": least, "most": _MAX_CANDIDATES + 1, **scope}))
+            if len(found) > _MAX_CANDIDATES:
+                return None
+        return found
+
+    @staticmethod
+    def _members(conn: Connection, pks: set[int], category_id: int) -> set[int]:
+        """Those of ``pks`` in the category, descendants included: looked up one by one."""
+        found: set[int] = set()
+        for chunk in _chunks(sorted(pks)):
+            found.update(conn.scalars(_statements.members(), {"pks": chunk, "category": category_id}))
+        return found
+
+    @staticmethod
+    def _top_by_summing_all(conn: Connection, span: _Span, limit: int, category_id: int | None) -> list[tuple[int, int]]:
+        """The top ``limit`` (article pk, reads), every article in the window summed."""
+        query = _statements.summing_all(tuple(table.name for table, _, _ in span.pieces), category_id is not None)
+        given = {name: value for n, (_, start, end) in enumerate(span.pieces) for name, value in ((f"start{n}", start), (f"end{n}", end))}
+        if category_id is not None:
+            given["category"] = category_id
+        return [(pk, int(reads)) for pk, reads in conn.execute(query, {**given, "place": limit - 1, "limit": limit})]
+
+    @staticmethod
+    def _sums(conn: Connection, span: _Span, pks: Iterable[int]) -> dict[int, int]:
+        """Reads in the window of each of ``pks`` that has any, through the (article, bucket, count) indexes."""
+        query = _statements.sums(tuple(table.name for table, _, _ in span.pieces))
+        given = {name: value for n, (_, start, end) in enumerate(span.pieces) for name, value in ((f"start{n}", start), (f"end{n}", end))}
+        found: dict[int, int] = {}
+        for chunk in _chunks(sorted(pks)):
+            found.update((pk, int(reads)) for pk, reads in conn.execute(query, {**given, "pks": chunk}))
+        return found
+
+    @staticmethod
+    def _order(conn: Connection, sums: dict[int, int], limit: int) -> list[tuple[int, int]]:
+        """The first ``limit`` of ``sums`` by reads, then publication time, then pk, all descending."""
+        published: dict[int, datetime] = {}
+        for chunk in _chunks(sorted(sums)):
+            published.update((pk, at) for pk, at in conn.execute(_statements.published(), {"pks": chunk}))
+        ranked = sorted(published, key=lambda pk: (sums[pk], published[pk], pk), reverse=True)
+        return [(pk, sums[pk]) for pk in ranked[:limit]]
+
+
+class _Statements:
+    """The statements of reads and rankings, one per shape, with bound parameters for everything else."""
+
+    def __init__(self) -> None:
+        self._built: dict[tuple[Any, ...], Any] = {}
+
+    def _get(self, key: tuple[Any, ...], build: Any) -> Any:
+        found = self._built.get(key)
+        if found is None:
+            found = self._built.setdefault(key, build())
+        return found
+
+    @staticmethod
+    def _scope(article_pk: sa.ColumnElement[int], category: bool) -> list[sa.ColumnElement[bool]]:
+        """In the category ``:category``, descendants included (when ``category``).
+
+        An IN list, which each statement gathers once, not a correlated EXISTS, which
+        SQLite answers from the primary key (category, published, article) by reading the
+        whole category for every row. Given ``article_pk + 0``, SQLite checks the rows it
+        finds otherwise against the list, rather than searching an index once per member.
+        """
+        if not category:
+            return []
+        members = sa.select(article_categories.c.article_pk).where(article_categories.c.category_id == sa.bindparam("category"))
+        return [article_pk.in_(members)]
+
+    def best_of_days(self, days: int, category: bool) -> sa.Select:
+        """(article, count) of the ``:per_day`` best counts of each of the days ``:day0``,
+        ``:day1``…, found at the top of ix_reads_daily_busiest; with ``category``, those of
+        them in the category ``:category``."""
+
+        def build() -> sa.Select:
+            parts = [
+                sa.select(reads_daily.c.article_pk, reads_daily.c.count)
+                .where(reads_daily.c.bucket == sa.bindparam(f"day{n}"))
+                .order_by(reads_daily.c.count.desc())
+                .limit(sa.bindparam("per_day"))
+                .subquery()
+                for n in range(days)
+            ]
+            tops = sa.union_all(*(sa.select(part.c.article_pk, part.c.count) for part in parts)).subquery()
+            # The category's list is gathered once, out here, rather than once per day.
+            return sa.select(tops.c.article_pk, tops.c.count).where(*self._scope(tops.c.article_pk + 0, category))
+
+        return self._get(("best_of_days", days, category), build)
+
+    def read_at_least(self, category: bool) -> sa.Select:
+        """The articles read ``:least`` times or more on one of the ``:days`` (at most ``:most``)."""
+
+        def build() -> sa.Select:
+            return (
+                sa.select(reads_daily.c.article_pk)
+                .distinct()
+                .where(
+                    reads_daily.c.bucket.in_(sa.bindparam("days", expanding=True)),
+                    reads_daily.c.count >= sa.bindparam("least"),
+                    *self._scope(reads_daily.c.article_pk + 0, category),
+                )
+                .limit(sa.bindparam("most"))
+            )
+
+        return self._get(("read_at_least", category), build)
+
+    def members(self) -> sa.Select:
+        """Those of ``:pks`` in the category ``:category``, each looked up in ix_article_categories_article.
+
+        ``category_id + 0``: else SQLite reads the primary key (category, published, article),
+        the whole category, instead.
+        """
+        def build() -> sa.Select:
+            return sa.select(article_categories.c.article_pk).where(
+                article_categories.c.article_pk.in_(sa.bindparam("pks", expanding=True)),
+                article_categories.c.category_id + 0 == sa.bindparam("category"),
+            )
+
+        return self._get(("members",), build)
+
+    def _pieces(self, tables: tuple[str, ...], *where: Any) -> sa.Subquery:
+        """The (article_pk, count) rows of each table from ``:start<n>`` to ``:end<n>``."""
+        pieces = []
+        for n, name in enumerate(tables):
+            table = metadata.tables[name]
+            pieces.append(
+                sa.select(table.c.article_pk, table.c.count).where(
+                    table.c.bucket >= sa.bindparam(f"start{n}"),
+                    table.c.bucket < sa.bindparam(f"end{n}"),
+                    *(condition(table.c.article_pk) for condition in where),
                 )
             )
+        return (sa.union_all(*pieces) if len(pieces) > 1 else pieces[0]).subquery()
+
+    def sums(self, tables: tuple[str, ...]) -> sa.Select:
+        """Reads per article of ``:pks`` over the pieces of a window."""
+
+        def build() -> sa.Select:
+            counted = self._pieces(tables, lambda pk: pk.in_(sa.bindparam("pks", expanding=True)))
+            return sa.select(counted.c.article_pk, sa.func.sum(counted.c.count)).group_by(counted.c.article_pk)
+
+        return self._get(("sums", tables), build)
+
+    def summing_all(self, tables: tuple[str, ...], category: bool) -> sa.Select:
+        """The ``:limit`` articles most read over the pieces of a window, summing all of them."""
+
+        def build() -> sa.Select:
+            counted = self._pieces(tables, *([lambda pk: self._scope(pk, True)[0]] if category else []))  # driven by the members
+            totals = (
+                sa.select(counted.c.article_pk, sa.func.sum(counted.c.count).label("reads"))
+                .group_by(counted.c.article_pk)
+                .cte("totals")
+            )
+            # Only the articles with at least the limit-th most reads are joined to find their publication time.
+            least = sa.select(totals.c.reads).order_by(totals.c.reads.desc()).offset(sa.bindparam("place")).limit(1).scalar_subquery()
+            return (
+                sa.select(totals.c.article_pk, totals.c.reads)
+                .join(articles, articles.c.pk == totals.c.article_pk)
+                .where(totals.c.reads >= sa.func.coalesce(least, 0))
+                .order_by(totals.c.reads.desc(), articles.c.published.desc(), articles.c.pk.desc())
+                .limit(sa.bindparam("limit"))
+            )
+
+        return self._get(("summing_all", tables, category), build)
+
+    def add_counts(self, name: str, dialect: str) -> sa.Executable:
+        """Add counts to the buckets of the table ``name``: rows of (bucket, article_pk, count)
+        on SQLite, arrays ``:buckets``, ``:pks`` and ``:counts`` on PostgreSQL."""
+
+        def build() -> sa.Executable:
+            table = metadata.tables[name]
+            if dialect == "postgresql":
+                rows = sa.func.unnest(
+                    sa.bindparam("buckets", type_=postgresql.ARRAY(UTCDateTime())),
+                    sa.bindparam("pks", type_=postgresql.ARRAY(sa.Integer)),
+                    sa.bindparam("counts", type_=postgresql.ARRAY(sa.BigInteger)),
+                ).table_valued("bucket", "article_pk", "count").render_derived()
+                statement = postgresql.insert(table).from_select(
+                    ["bucket", "article_pk", "count"], sa.select(rows.c.bucket, rows.c.article_pk, rows.c.count)
+                )
+            else:
+                statement = sqlite.insert(table)
+            return statement.on_conflict_do_update(
+                index_elements=["bucket", "article_pk"], set_={"count": table.c.count + statement.excluded.count}
+            )
+
+        return self._get(("add_counts", name, dialect), build)
+
+    def published(self) -> sa.Select:
+        """(pk, published) of the articles ``:pks``."""
+
+        def build() -> sa.Select:
+            return sa.select(articles.c.pk, articles.c.published).where(articles.c.pk.in_(sa.bindparam("pks", expanding=True)))
+
+        return self._get(("published",), build)
+
+
+_statements = _Statements()
+
+
+_MINUTE = timedelta(minutes=1)
+_HOUR = timedelta(hours=1)
+_DAY = timedelta(days=1)
+_BUCKETS = ((reads_minutely, _MINUTE), (reads_hourly, _HOUR), (reads_daily, _DAY))  # also the order rows are locked in
+_SEEDS = 4  # articles summed first to bound a ranking from below, per place in the list (Store._top_by_threshold)
+_CATEGORY_SPREAD = 5  # for a category, look first among five times as many of all articles
+_CATEGORY_DEPTH = 300  # else this far down each day's most read articles of the category
+_MAX_CANDIDATES = 5_000  # beyond this many, summing every article in one statement is faster
+
+
+def _nth(sums: dict[int, int], n: int) -> int:
+    """The ``n``-th largest of the values, or 0 when there are fewer."""
+    return sorted(sums.values(), reverse=True)[n - 1] if len(sums) >= n else 0
+
+
+@dataclass(frozen=True)
+class _Span:
+    """A ranking window cut into bucket ranges.
+
+    Minute buckets ``lo <= b < hi`` are in the window: whole hours are read from the hourly
+    table, the ragged hours at either end from the minute table (``pieces``: table, start,
+    end). ``days`` are the day buckets the window touches, ragged ends included.
+    """
+
+    pieces: tuple[tuple[sa.Table, datetime, datetime], ...]
+    days: tuple[datetime, ...]
+
+    @classmethod
+    def of(cls, now: datetime, window: timedelta) -> _Span:
+        lo = _floor(now - window, _MINUTE)
+        hi = _floor(now, _MINUTE) + _MINUTE
+        whole_from = _ceil(lo, _HOUR)
+        whole_to = _floor(hi, _HOUR)
+        if whole_from < whole_to:
+            pieces = [(reads_minutely, lo, whole_from), (reads_hourly, whole_from, whole_to), (reads_minutely, whole_to, hi)]
+        else:
+            pieces = [(reads_minutely, lo, hi)]
+        days = []
+        day = _floor(lo, _DAY)
+        while day < hi:
+            days.append(day)
+            day += _DAY
+        return cls(tuple((table, start, end) for table, start, end in pieces if start < end), tuple(days))
 
 
 def _engine(url: str) -> Engine:
@@ -560,11 +1021,22 @@ def _is_connection_error(exc: sa.exc.DBAPIError) -> bool:
     return any(word in text for word in ("connection", "could not connect", "server closed", "terminating", "unable to open"))
 
 
+def _storable(article_id: str) -> bool:
+    """Whether an id could be stored at all: PostgreSQL cannot even compare text holding NUL,
+    and validation lets no such id in, so it names no article."""
+    return "\x00" not in article_id
+
+
 def _floor(moment: datetime, width: timedelta) -> datetime:
     moment = moment.astimezone(timezone.utc)
     seconds = int(moment.timestamp())
     step = int(width.total_seconds())
     return datetime.fromtimestamp(seconds - seconds % step, timezone.utc)
+
+
+def _ceil(moment: datetime, width: timedelta) -> datetime:
+    floor = _floor(moment, width)
+    return floor if floor == moment else floor + width
 
 
 def _chunks(items: list[Any], size: int = _CHUNK) -> Iterator[list[Any]]:

@@ -25,6 +25,11 @@ def upgrade() -> None:
     sa.UniqueConstraint('path'),
     sa.UniqueConstraint('slug_path')
     )
+    op.create_table('feed_versions',
+    sa.Column('scope', sa.String(length=1100), nullable=False),
+    sa.Column('version', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('scope')
+    )
     op.create_table('ranking_states',
     sa.Column('feed', sa.String(length=1000), nullable=False),
     sa.Column('signature', sa.String(length=64), nullable=False),
@@ -79,24 +84,43 @@ def upgrade() -> None:
     sa.Column('article_pk', sa.Integer(), nullable=False),
     sa.Column('count', sa.BigInteger(), nullable=False),
     sa.ForeignKeyConstraint(['article_pk'], ['articles.pk'], ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('bucket', 'article_pk')
+    sa.PrimaryKeyConstraint('bucket', 'article_pk'),
+    sqlite_with_rowid=False
     )
     with op.batch_alter_table('reads_hourly', schema=None) as batch_op:
-        batch_op.create_index('ix_reads_hourly_article', ['article_pk'], unique=False)
+        batch_op.create_index('ix_reads_hourly_article', ['article_pk', 'bucket', 'count'], unique=False)
 
     op.create_table('reads_minutely',
     sa.Column('bucket', sa.DateTime(timezone=True), nullable=False),
     sa.Column('article_pk', sa.Integer(), nullable=False),
     sa.Column('count', sa.BigInteger(), nullable=False),
     sa.ForeignKeyConstraint(['article_pk'], ['articles.pk'], ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('bucket', 'article_pk')
+    sa.PrimaryKeyConstraint('bucket', 'article_pk'),
+    sqlite_with_rowid=False
     )
     with op.batch_alter_table('reads_minutely', schema=None) as batch_op:
-        batch_op.create_index('ix_reads_minutely_article', ['article_pk'], unique=False)
+        batch_op.create_index('ix_reads_minutely_article', ['article_pk', 'bucket', 'count'], unique=False)
+
+    op.create_table('reads_daily',
+    sa.Column('bucket', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('article_pk', sa.Integer(), nullable=False),
+    sa.Column('count', sa.BigInteger(), nullable=False),
+    sa.ForeignKeyConstraint(['article_pk'], ['articles.pk'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('bucket', 'article_pk'),
+    sqlite_with_rowid=False
+    )
+    with op.batch_alter_table('reads_daily', schema=None) as batch_op:
+        batch_op.create_index('ix_reads_daily_article', ['article_pk'], unique=False)
+        batch_op.create_index('ix_reads_daily_busiest', ['bucket', 'count', 'article_pk'], unique=False)
 
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('reads_daily', schema=None) as batch_op:
+        batch_op.drop_index('ix_reads_daily_busiest')
+        batch_op.drop_index('ix_reads_daily_article')
+
+    op.drop_table('reads_daily')
     with op.batch_alter_table('reads_minutely', schema=None) as batch_op:
         batch_op.drop_index('ix_reads_minutely_article')
 
@@ -116,4 +140,5 @@ def downgrade() -> None:
     op.drop_table('articles')
     op.drop_table('sources')
     op.drop_table('ranking_states')
+    op.drop_table('feed_versions')
     op.drop_table('categories')
