@@ -23,7 +23,8 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from feeds import Services
 from feeds.config import Settings
 from feeds.errors import FieldError, InvalidInput
-from feeds.ingest import unknown_article
+from feeds.ingest import longest_window, unknown_article
+from feeds.metrics import count_imports
 from feeds.validate import MAX_ID_CHARS, BadJSON, article_from_dict, event_from_dict, json_type, parse_json
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -180,8 +181,10 @@ def post_articles() -> tuple[Response, int]:
         except InvalidInput as exc:
             errors.extend(_item_errors(index, _readable_id(raw), exc.errors))
     if errors:
+        count_imports("api", rejected=len({error["index"] for error in errors}))
         raise _rejected(errors, len(items), "article", "nothing was stored")
     outcomes = svc.store.upsert_articles(articles) if articles else []
+    count_imports("api", **{result: outcomes.count(result) for result in ("created", "updated", "unchanged")})
     log.info("api: %d articles stored (%d created, %d updated, %d unchanged)", len(outcomes),
              outcomes.count("created"), outcomes.count("updated"), outcomes.count("unchanged"))
     results = [
@@ -221,7 +224,7 @@ def post_views() -> Response:
     errors.extend(_unknown(events, known))
     if not errors and events:
         try:
-            svc.store.record_reads([event for _, event in events])
+            svc.store.record_reads([event for _, event in events], keep=longest_window(svc.settings))
         except KeyError:  # an article was deleted since known_ids looked
             known = svc.store.known_ids({event.article_id for _, event in events})
             errors.extend(_unknown(events, known))

@@ -89,7 +89,7 @@ def import_reads(
                 good.append(event)
             else:
                 report.rejected.append((number, unknown_article(event.article_id).message))
-        store.record_reads(good)
+        store.record_reads(good, keep=longest_window(settings))
         report.recorded += len(good)
         batch.clear()
 
@@ -103,6 +103,11 @@ def import_reads(
     flush()
     report.rejected.sort()
     return report
+
+
+def longest_window(settings: Settings) -> timedelta:
+    """How far back reads can still count in a hot list; older buckets are pruned."""
+    return timedelta(hours=max(settings.hot.windows.values(), default=0))
 
 
 def unknown_article(article_id: str) -> FieldError:

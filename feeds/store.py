@@ -13,9 +13,10 @@ of a ranking window.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -156,6 +157,8 @@ feed_versions = sa.Table(
 )
 
 Outcome = Literal["created", "updated", "unchanged"]
+_CONNECT_TIMEOUT = 5  # seconds a PostgreSQL connect may take before the request is answered 503 (see _engine)
+_MIGRATION_LOCK = 0x66656564  # "feed": the PostgreSQL advisory lock key that Store.migrate holds
 _CHUNK = 500
 _COMPARED = ("url", "title", "summary", "content", "author", "source_id", "category_id", "tags", "image", "published")
 
@@ -184,8 +187,18 @@ class Store:
         self._category_slugs = category_slugs or {}
         self._source_slugs = source_slugs or {}
         self.on_change = on_change
+        self._versions = threading.local()
+        self._versions_lock = threading.Lock()
+        self._version_connections: list[Any] = []
+        placeholder = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        self._version_sql = f"SELECT version FROM feed_versions WHERE scope = {placeholder}"
 
     def close(self) -> None:
+        with self._versions_lock:
+            for connection in self._version_connections:
+                with suppress(Exception):
+                    connection.close()
+            self._version_connections.clear()
         self.engine.dispose()
 
     # -- schema ---------------------------------------------------------------------
@@ -199,6 +212,10 @@ class Store:
         config = Config()
         config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
         with self._guard(), self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Instances starting together would each create the schema and all but one fail;
+                # the lock (held until commit) lets one migrate while the others wait, then find it done.
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
             config.attributes["connection"] = conn
             if not sa.inspect(conn).has_table("articles"):
                 metadata.create_all(conn)
@@ -229,7 +246,7 @@ class Store:
                 return False
             pk = row.pk
             self._bump(conn, self._scopes(conn, {row.category_id}, {row.source_id}))
-            for table in (article_categories, reads_hourly, reads_minutely):
+            for table in (article_categories, reads_minutely, reads_hourly, reads_daily):
                 conn.execute(table.delete().where(table.c.article_pk == pk))
             conn.execute(articles.delete().where(articles.c.pk == pk))
             return True
@@ -310,6 +327,39 @@ class Store:
         query = query.order_by(articles.c.published.desc(), articles.c.pk.desc())
         with self._read() as conn:
             return [self._article(row) for row in conn.execute(query)]
+
+    def archive(
+        self, size: int, page: int | None, category: Category | None = None, source: Source | None = None
+    ) -> tuple[int, list[Article]]:
+        """How many articles the feed of ``category`` (descendants included), ``source`` or everything
+        holds, and its ``page``-th run of ``size`` articles counted from the oldest (page 1: the
+        oldest ``size``), newest first; no articles when ``page`` is None.
+
+        Counted from the oldest, in (published, pk) order, so that new articles never move an
+        earlier page; both answers come from one transaction, so they agree.
+        """
+        if category is not None:
+            members = (
+                sa.select(article_categories.c.article_pk.label("pk"), article_categories.c.published)
+                .join(categories, categories.c.id == article_categories.c.category_id)
+                .where(categories.c.slug_path == category.slug_path)
+            )
+            order = (article_categories.c.published, article_categories.c.article_pk)
+        else:
+            members = sa.select(articles.c.pk, articles.c.published)
+            if source is not None:
+                members = members.where(articles.c.source_id == sa.select(sources.c.id).where(sources.c.slug == source.slug).scalar_subquery())
+            order = (articles.c.published, articles.c.pk)
+        with self._read() as conn:
+            total = int(conn.scalar(sa.select(sa.func.count()).select_from(members.subquery())) or 0)
+            if page is None:
+                return total, []
+            run = members.order_by(*order).offset((page - 1) * size).limit(size).subquery()
+            query = (
+                self._article_select().join(run, run.c.pk == articles.c.pk)
+                .order_by(articles.c.published.desc(), articles.c.pk.desc())
+            )
+            return total, [self._article(row) for row in conn.execute(query)]
 
     def ranking(self, now: datetime, window: timedelta, limit: int, category: Category | None = None) -> list[Ranked]:
         """The ``limit`` articles most read in the ``window`` ending at ``now``, of ``category``
@@ -413,6 +463,8 @@ class Store:
         return sorted(found, key=lambda category: [slugify(name) for name in category.names])
 
     def category(self, slug_path: str) -> Category | None:
+        if not _storable(slug_path):
+            return None
         with self._read() as conn:
             row = conn.execute(sa.select(categories.c.path, categories.c.slug_path).where(categories.c.slug_path == slug_path)).first()
         return Category(tuple(row.path.split("/")), tuple(row.slug_path.split("/"))) if row else None
@@ -423,6 +475,8 @@ class Store:
         return [Source(row.name, row.slug, row.url) for row in rows]
 
     def source(self, slug: str) -> Source | None:
+        if not _storable(slug):
+            return None
         with self._read() as conn:
             row = conn.execute(sa.select(sources.c.name, sources.c.slug, sources.c.url).where(sources.c.slug == slug)).first()
         return Source(row.name, row.slug, row.url) if row else None
@@ -475,9 +529,41 @@ class Store:
         raise AssertionError("unreachable")
 
     def version(self, scope: str) -> int:
-        """How many times what the feeds of ``scope`` show has changed (0: never)."""
-        with self._read() as conn:
-            return int(conn.scalar(sa.select(feed_versions.c.version).where(feed_versions.c.scope == scope)) or 0)
+        """How many times what the feeds of ``scope`` show has changed (0: never).
+
+        Every poll asks this, so it skips SQLAlchemy's pool and statement machinery:
+        each thread keeps one autocommit driver connection for it alone.
+        """
+        if not _storable(scope):
+            return 0
+        for attempt in (1, 2):  # a connection the server dropped gets one fresh try
+            connection = getattr(self._versions, "connection", None)
+            fresh = connection is None
+            try:
+                if connection is None:
+                    connection = self.engine.raw_connection()
+                    connection.detach()  # ours for good, not the pool's
+                    if self.engine.dialect.name == "postgresql":
+                        # or every lookup would hold a transaction, and its locks, open
+                        connection.dbapi_connection.autocommit = True
+                    self._versions.connection = connection
+                    with self._versions_lock:
+                        self._version_connections.append(connection)
+                cursor = connection.cursor()
+                cursor.execute(self._version_sql, (scope,))
+                row = cursor.fetchone()
+                cursor.close()
+                break
+            except (self.engine.dialect.loaded_dbapi.Error, sa.exc.DBAPIError) as exc:
+                self._versions.connection = None
+                if connection is not None:
+                    with suppress(Exception):
+                        connection.close()
+                    with self._versions_lock, suppress(ValueError):
+                        self._version_connections.remove(connection)
+                if fresh or attempt == 2:
+                    raise StoreUnavailable(f"cannot read feed versions: {exc}") from exc
+        return int(row[0]) if row else 0
 
     @staticmethod
     def _bump(conn: Connection, scopes: set[str]) -> None:
@@ -1013,7 +1099,12 @@ def _engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("immediate") else "BEGIN")
 
         return engine
-    return sa.create_engine(url, pool_pre_ping=True)
+    # A database that is away must cost a request a few seconds and a 503, not a hang until the
+    # worker is killed: libpq's connect_timeout bounds a connect to a host that does not answer,
+    # tcp_user_timeout a query on a connection whose packets go nowhere. Pre-ping replaces pooled
+    # connections that died meanwhile, so the service recovers by itself when the database is back.
+    connect_args = {"connect_timeout": _CONNECT_TIMEOUT, "tcp_user_timeout": _CONNECT_TIMEOUT * 2000} if url.startswith("postgresql") else {}
+    return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
 
 
 def _is_connection_error(exc: sa.exc.DBAPIError) -> bool:
@@ -1021,10 +1112,10 @@ def _is_connection_error(exc: sa.exc.DBAPIError) -> bool:
     return any(word in text for word in ("connection", "could not connect", "server closed", "terminating", "unable to open"))
 
 
-def _storable(article_id: str) -> bool:
-    """Whether an id could be stored at all: PostgreSQL cannot even compare text holding NUL,
-    and validation lets no such id in, so it names no article."""
-    return "\x00" not in article_id
+def _storable(key: str) -> bool:
+    """Whether a key (an article id, a slug from a URL, a scope) could be stored at all: PostgreSQL
+    cannot even compare text holding NUL, and nothing stored holds one, so it names nothing."""
+    return "\x00" not in key
 
 
 def _floor(moment: datetime, width: timedelta) -> datetime:
@@ -1042,3 +1133,179 @@ def _ceil(moment: datetime, width: timedelta) -> datetime:
 def _chunks(items: list[Any], size: int = _CHUNK) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+# == poll statistics (feeds/stats.py) ================================================
+# Who polls each feed, per day in the site's timezone. Nothing here can name a person:
+# a poller is a hash of address and User-Agent under a salt that lives for one day in
+# memory or Redis only, and a day's hashes are collapsed into a count once it is over.
+
+from datetime import date  # noqa: E402  (kept in this section with what uses it)
+
+stats_daily = sa.Table(
+    "stats_daily",
+    metadata,
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("feed", sa.String(1000), primary_key=True),
+    sa.Column("requests", sa.BigInteger, nullable=False),
+    sa.Column("not_modified", sa.BigInteger, nullable=False),
+    sa.Column("pollers", sa.BigInteger, nullable=True),  # NULL while the day's hashes are still kept
+)
+
+# The distinct non-aggregator pollers of a day that is not over yet: a primary key, so
+# each instance's flush adds its hashes and the union is what is stored.
+stats_pollers = sa.Table(
+    "stats_pollers",
+    metadata,
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("feed", sa.String(1000), primary_key=True),
+    sa.Column("poller", sa.String(32), primary_key=True),
+)
+
+# Subscribers an aggregator reported (Feedly, Inoreader…): the day's largest report per
+# service, so repeated polls and several instances never add up.
+stats_aggregators = sa.Table(
+    "stats_aggregators",
+    metadata,
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("feed", sa.String(1000), primary_key=True),
+    sa.Column("service", sa.String(100), primary_key=True),
+    sa.Column("subscribers", sa.BigInteger, nullable=False),
+)
+
+stats_clients = sa.Table(
+    "stats_clients",
+    metadata,
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("feed", sa.String(1000), primary_key=True),
+    sa.Column("client", sa.String(100), primary_key=True),
+    sa.Column("requests", sa.BigInteger, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class PollCounts:
+    """What one process counted of one feed on one day since its last flush."""
+
+    day: date
+    feed: str
+    requests: int
+    not_modified: int
+    pollers: frozenset[str]  # salted hashes of (address, User-Agent), aggregators left out
+    subscribers: dict[str, int]  # aggregator service -> the most subscribers it reported
+    clients: dict[str, int]  # client application -> requests
+
+
+@dataclass(frozen=True)
+class FeedDay:
+    """One feed's polls on one day, as stored."""
+
+    day: date
+    feed: str
+    requests: int
+    not_modified: int
+    pollers: int  # distinct non-aggregator pollers
+    reported: int  # subscribers the aggregators reported, each service counted once
+
+
+class PollStore:
+    """The poll statistics tables, written and read through a ``Store``'s connections."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    def add_poll_counts(self, counts: Sequence[PollCounts], keep_from: date, open_from: date) -> None:
+        """Merge ``counts`` into the stored ones in one transaction: requests summed, pollers
+        united, each service's report the largest. Then days before ``keep_from`` are
+        deleted, and the poller hashes of days before ``open_from`` (no flush adds to them
+        any more) are collapsed into their count."""
+
+        dialect = postgresql if self.store.engine.dialect.name == "postgresql" else sqlite
+
+        def add(conn: Connection) -> None:
+            ordered = sorted(counts, key=lambda c: (c.day, c.feed))  # the same lock order in every instance
+            if ordered:
+                daily = dialect.insert(stats_daily)
+                conn.execute(
+                    daily.on_conflict_do_update(
+                        index_elements=["day", "feed"],
+                        set_={"requests": stats_daily.c.requests + daily.excluded.requests,
+                              "not_modified": stats_daily.c.not_modified + daily.excluded.not_modified},
+                    ),
+                    [{"day": c.day, "feed": c.feed, "requests": c.requests, "not_modified": c.not_modified, "pollers": None}
+                     for c in ordered],
+                )
+            pollers = [{"day": c.day, "feed": c.feed, "poller": p} for c in ordered for p in sorted(c.pollers)]
+            if pollers:
+                conn.execute(dialect.insert(stats_pollers).on_conflict_do_nothing(), pollers)
+            reports = [{"day": c.day, "feed": c.feed, "service": s, "subscribers": n}
+                       for c in ordered for s, n in sorted(c.subscribers.items())]
+            if reports:
+                insert = dialect.insert(stats_aggregators)
+                larger = sa.case((insert.excluded.subscribers > stats_aggregators.c.subscribers, insert.excluded.subscribers),
+                                 else_=stats_aggregators.c.subscribers)
+                conn.execute(insert.on_conflict_do_update(index_elements=["day", "feed", "service"], set_={"subscribers": larger}),
+                             reports)
+            clients = [{"day": c.day, "feed": c.feed, "client": name, "requests": n}
+                       for c in ordered for name, n in sorted(c.clients.items())]
+            if clients:
+                insert = dialect.insert(stats_clients)
+                conn.execute(insert.on_conflict_do_update(index_elements=["day", "feed", "client"],
+                                                          set_={"requests": stats_clients.c.requests + insert.excluded.requests}),
+                             clients)
+            for table in (stats_daily, stats_pollers, stats_aggregators, stats_clients):
+                conn.execute(table.delete().where(table.c.day < keep_from))
+            closing = (
+                sa.select(sa.func.count())
+                .where(stats_pollers.c.day == stats_daily.c.day, stats_pollers.c.feed == stats_daily.c.feed)
+                .scalar_subquery()
+            )
+            conn.execute(stats_daily.update().where(stats_daily.c.day < open_from, stats_daily.c.pollers.is_(None))
+                         .values(pollers=closing))
+            conn.execute(stats_pollers.delete().where(stats_pollers.c.day < open_from))
+
+        self.store._write(add)
+
+    def feed_days(self, first: date, last: date) -> list[FeedDay]:
+        """Every feed's polls on each day from ``first`` to ``last``, by day then feed."""
+        live = (
+            sa.select(stats_pollers.c.day, stats_pollers.c.feed, sa.func.count().label("pollers"))
+            .where(stats_pollers.c.day.between(first, last))
+            .group_by(stats_pollers.c.day, stats_pollers.c.feed)
+            .subquery()
+        )
+        reported = (
+            sa.select(stats_aggregators.c.day, stats_aggregators.c.feed, sa.func.sum(stats_aggregators.c.subscribers).label("reported"))
+            .where(stats_aggregators.c.day.between(first, last))
+            .group_by(stats_aggregators.c.day, stats_aggregators.c.feed)
+            .subquery()
+        )
+        query = (
+            sa.select(
+                stats_daily.c.day, stats_daily.c.feed, stats_daily.c.requests, stats_daily.c.not_modified,
+                sa.func.coalesce(stats_daily.c.pollers, live.c.pollers, 0).label("pollers"),
+                sa.func.coalesce(reported.c.reported, 0).label("reported"),
+            )
+            .select_from(stats_daily)
+            .outerjoin(live, sa.and_(live.c.day == stats_daily.c.day, live.c.feed == stats_daily.c.feed))
+            .outerjoin(reported, sa.and_(reported.c.day == stats_daily.c.day, reported.c.feed == stats_daily.c.feed))
+            .where(stats_daily.c.day.between(first, last))
+            .order_by(stats_daily.c.day, stats_daily.c.feed)
+        )
+        with self.store._read() as conn:
+            return [FeedDay(row.day, row.feed, int(row.requests), int(row.not_modified), int(row.pollers), int(row.reported))
+                    for row in conn.execute(query)]
+
+    def client_requests(self, first: date, last: date) -> dict[str, dict[str, int]]:
+        """Requests per client application of each feed from ``first`` to ``last``."""
+        query = (
+            sa.select(stats_clients.c.feed, stats_clients.c.client, sa.func.sum(stats_clients.c.requests))
+            .where(stats_clients.c.day.between(first, last))
+            .group_by(stats_clients.c.feed, stats_clients.c.client)
+        )
+        found: dict[str, dict[str, int]] = {}
+        with self.store._read() as conn:
+            for feed, client, requests in conn.execute(query):
+                found.setdefault(feed, {})[client] = int(requests)
+        return found
+
