@@ -6,13 +6,13 @@ fills it with items from the store as a format-neutral ``Feed``.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Literal
 from urllib.parse import quote
 
 from feeds.config import Settings
-from feeds.model import Article, Category, Feed, Item, Source
+from feeds.model import Article, Category, Feed, History, Item, Source
 from feeds.store import Store
 
 Kind = Literal["all", "category", "source", "hot"]
@@ -31,6 +31,7 @@ class FeedSpec:
     category: Category | None = None
     source: Source | None = None
     window: str | None = None
+    page: int | None = None  # an archive page (RFC 5005) of the feed, counted from the oldest
 
 
 class Catalog:
@@ -84,6 +85,32 @@ class Catalog:
             window=window,
         )
 
+    def archive_page(self, spec: FeedSpec, page: int) -> FeedSpec:
+        """Page ``page`` of the archive of ``spec`` (all, a category or a source), at
+        ``/feeds/archive/<feed path>/<page>.<ext>``: the ``page``-th run of ``archive_size``
+        articles counted from the oldest.
+
+        Counted from the oldest so that new articles never change a page: they only complete
+        the next one. An edit changes the one page that holds the article; deleting an article,
+        or inserting one with an old date, moves every later page's boundary by one article.
+        The URL keeps its meaning ("the n-th run counted from the oldest") and the changed
+        pages get new ETags. Pages keyed by time would keep such a change to one page, but no
+        run of closed periods tiles with a subscription document of the newest N articles:
+        articles of the current period beyond those N would be in no document.
+        """
+        return replace(spec, path=f"archive/{spec.path}/{page}", page=page)
+
+    @property
+    def archive_size(self) -> int:
+        """Articles per archive page: the subscription document's default length, so that it holds
+        every article that is not yet on a full page (RFC 5005 §4: together they hold them all)."""
+        return self.settings.feeds.default_limit
+
+    def archive_pages(self, spec: FeedSpec) -> int:
+        """How many full archive pages ``spec`` has; the partial newest run is only in the feed itself."""
+        total, _ = self.store.archive(self.archive_size, None, spec.category, spec.source)
+        return total // self.archive_size
+
     def window_label(self, window: str) -> str:
         return WINDOW_NAMES.get(window, f"{self.settings.hot.windows[window]}小时榜")
 
@@ -94,6 +121,12 @@ class Catalog:
     def resolve(self, path: str) -> FeedSpec | None:
         """The feed published at ``/feeds/<path>.<ext>``, or None."""
         kind, _, rest = path.partition("/")
+        if kind == "archive":
+            feed_path, _, number = rest.rpartition("/")
+            spec = self.resolve(feed_path) if number.isascii() and number.isdigit() and not number.startswith("0") else None
+            if spec is None or spec.kind == "hot" or spec.page is not None or int(number) > self.archive_pages(spec):
+                return None
+            return self.archive_page(spec, int(number))
         if path == "all":
             return self.everything()
         if kind == "category" and rest:
@@ -122,8 +155,12 @@ class Catalog:
         ``limit``: a feed path has one list and one time of last change, kept by
         ``Store.ranking_changed``; a list per ``?limit=`` would need a state per length.
         Its ``updated`` is when the list (which articles, in which order, as they read)
-        last changed, never the time of the request.
+        last changed, never the time of the request. Hot lists are rankings: no archive.
+
+        An archive page holds its run of ``archive_size`` and ignores ``limit`` too; every
+        other feed links its newest archive page (RFC 5005 §4).
         """
+        history = History()
         if spec.kind == "hot":
             assert spec.window is not None
             now = now or datetime.now(timezone.utc)
@@ -133,7 +170,18 @@ class Catalog:
             prefixes = [f"{rank}. " for rank in range(1, len(articles) + 1)]
             updated = self.store.ranking_changed(spec.path, _signature(articles), now)
         else:
-            articles = self.store.newest(limit, category=spec.category, source=spec.source)
+            if spec.page is not None:
+                total, articles = self.store.archive(self.archive_size, spec.page, spec.category, spec.source)
+                current = replace(spec, path=spec.path.removeprefix("archive/").rpartition("/")[0], page=None)
+                history = History(
+                    current=self._address(current.path),
+                    prev_archive=self._archive_address(current, spec.page - 1) if spec.page > 1 else None,
+                    next_archive=self._archive_address(current, spec.page + 1) if spec.page < total // self.archive_size else None,
+                )
+            else:
+                articles = self.store.newest(limit, category=spec.category, source=spec.source)
+                pages = self.archive_pages(spec)
+                history = History(prev_archive=self._archive_address(spec, pages) if pages else None)
             prefixes = [""] * len(articles)
             updated = max((article.changed for article in articles), default=_EPOCH)
         tz = self.settings.tz
@@ -142,12 +190,13 @@ class Catalog:
             title=spec.title,
             description=spec.description,
             publisher=self.settings.site.title,
-            address=f"{self.settings.site.base_url.rstrip('/')}/feeds/{spec.path}",
+            address=self._address(spec.path),
             link=self.settings.site.link,
             language=self.settings.site.language,
             updated=updated.astimezone(tz),
             items=tuple(self._item(article, prefix) for article, prefix in zip(articles, prefixes)),
-            hubs=tuple(self.settings.websub.hubs),
+            hubs=() if history.archived else tuple(self.settings.websub.hubs),  # nothing to announce: archives hold still
+            history=history,
         )
 
     def _item(self, article: Article, title_prefix: str) -> Item:
@@ -170,7 +219,14 @@ class Catalog:
     def _source_feed(self, source: Source | None) -> str | None:
         if source is None:
             return None
-        return f"{self.settings.site.base_url.rstrip('/')}/feeds/{self.for_source(source).path}"
+        return self._address(self.for_source(source).path)
+
+    def _archive_address(self, spec: FeedSpec, page: int) -> str:
+        return self._address(self.archive_page(spec, page).path)
+
+    def _address(self, path: str) -> str:
+        """The URL of the feed at ``path``, without extension."""
+        return f"{self.settings.site.base_url.rstrip('/')}/feeds/{path}"
 
     def guid(self, article_id: str) -> str:
         """The article's id in every feed, for good: readers use it to never show an article twice."""

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import IO, Any
 
 import click
@@ -15,6 +16,10 @@ from feeds import Services, create_app, open_services
 from feeds.config import Settings, load_settings
 from feeds.errors import ConfigError
 from feeds.ingest import Report, import_articles, import_reads, load_sample
+from feeds.serving import compress
+from feeds.stats import report, text_table
+from feeds.writers import FORMATS
+from feeds.metrics import count_imports, reset_multiprocess_dir
 
 
 class Context:
@@ -53,6 +58,8 @@ def import_command(obj: Context, path: IO[str]) -> None:
     services = obj.services()
     with _progress(path) as lines:
         report = import_articles(services.store, services.settings, lines)
+    count_imports("cli", created=report.created, updated=report.updated, unchanged=report.unchanged,
+                  rejected=len(report.rejected))
     _finish(services, report)
 
 
@@ -84,6 +91,7 @@ def serve_command(obj: Context, host: str | None, port: int | None, workers: int
     if demo:
         _load_demo(store, settings)
     store.close()
+    reset_multiprocess_dir()
     bind = f"{host or server.host}:{port or server.port}"
     click.echo(f"Serving {store.url} on http://{bind}/  (feeds listed at /, OPML at /feeds.opml)", err=True)
 
@@ -94,7 +102,7 @@ def serve_command(obj: Context, host: str | None, port: int | None, workers: int
                 "workers": workers or server.workers,
                 "threads": threads or server.threads,
                 "worker_class": "gthread",
-                "accesslog": "-",
+                "accesslog": None,  # the app logs each request itself (feeds.access)
                 "errorlog": "-",
                 "timeout": 60,
             }.items():
@@ -104,6 +112,72 @@ def serve_command(obj: Context, host: str | None, port: int | None, workers: int
             return create_app(settings)
 
     Gunicorn().run()
+
+
+@main.command("build")
+@click.argument("outdir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--etags", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write an nginx map from each file's path to its ETag (see README).")
+@click.pass_obj
+def build_command(obj: Context, outdir: Path, etags: Path | None) -> None:
+    """Write every feed, archive page and preview, the index and the OPML as static files under OUTDIR,
+    each with a .gz sibling, for nginx or a CDN; each file's time is its Last-Modified."""
+    # The files are the service's own answers, asked of the app itself (as Frozen-Flask does),
+    # so they are byte for byte what it serves: one way to render each thing.
+    app = obj.app if obj.app is not None else create_app(obj.services().settings)
+    with app.app_context():
+        urls = _site_urls(app)
+    client = app.test_client()
+    tags: list[str] = []
+    for url in urls:
+        response = client.get(url, headers={"Accept-Encoding": "identity"})
+        if response.status_code != 200:
+            raise click.ClickException(f"{url}: the service answered {response.status}")
+        target = outdir / (url.lstrip("/") or "index.html")
+        modified = response.last_modified.timestamp() if response.last_modified else None
+        _write(target, response.get_data(), modified)
+        _write(target.with_name(target.name + ".gz"), compress(response.get_data(), "gzip"), modified)
+        etag, _ = response.get_etag()
+        if etag and not url.startswith("/static/"):
+            tags.append(f'{url if url != "/" else "/index.html"} "{etag}";\n')  # nginx's $uri after `index`
+    if etags is not None:
+        etags.write_text("".join(tags), encoding="utf-8")
+    click.echo(f"Wrote {len(urls)} files, each with a .gz sibling, to {outdir}.")
+
+
+def _site_urls(app: Any) -> list[str]:
+    """Every URL a static copy serves: the index, the OPML, each feed in every format with its
+    preview, each archive page, and the static assets the pages use."""
+    from feeds.web import catalog, directory
+
+    urls = ["/", "/feeds.opml"]
+    for spec in directory().all_specs():
+        urls += [f"/feeds/{spec.path}.{extension}" for extension in (*FORMATS, "html")]
+        if spec.kind != "hot":
+            for page in range(1, catalog().archive_pages(spec) + 1):
+                urls += [f"/feeds/{catalog().archive_page(spec, page).path}.{extension}" for extension in FORMATS]
+    static = Path(app.static_folder or "")
+    urls += sorted(f"/static/{path.relative_to(static).as_posix()}" for path in static.rglob("*") if path.is_file())
+    return urls
+
+
+def _write(target: Path, body: bytes, modified: float | None) -> None:
+    """Replace ``target`` whole, so a server never sends half a file; dated ``modified`` when known."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    partial.write_bytes(body)
+    if modified is not None:
+        os.utime(partial, (modified, modified))
+    partial.replace(target)
+
+
+@main.command("stats")
+@click.pass_obj
+def stats_command(obj: Context) -> None:
+    """Print who polls each feed: subscribers today, requests and 304s over 30 days, top clients."""
+    services = obj.services()
+    rows = report(services.stats, services.catalog)
+    click.echo(text_table(rows) if rows else "No feed was polled in the last 30 days.")
 
 
 def _load_demo(store: Any, settings: Settings) -> None:

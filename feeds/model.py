@@ -94,6 +94,24 @@ class Item:
 
 
 @dataclass(frozen=True)
+class History:
+    """A feed's RFC 5005 links, each an address without extension like ``Feed.address``.
+
+    A subscription document links ``prev_archive`` to its newest archive page; an
+    archive page links ``current`` (the subscription document) and its neighbours.
+    """
+
+    current: str | None = None
+    prev_archive: str | None = None
+    next_archive: str | None = None
+
+    @property
+    def archived(self) -> bool:
+        """An archive document (``fh:archive``): only archive pages link back to the current feed."""
+        return self.current is not None
+
+
+@dataclass(frozen=True)
 class Feed:
     """A format-neutral feed: the writers turn it into RSS, Atom or JSON Feed bytes.
 
@@ -111,6 +129,7 @@ class Feed:
     updated: datetime
     items: tuple[Item, ...]
     hubs: tuple[str, ...] = ()
+    history: History = History()
 
     def url(self, extension: str) -> str:
         """The feed's own canonical URL in one format, e.g. ``.../feeds/all.rss``."""

@@ -17,12 +17,12 @@ from functools import cache
 from pathlib import Path
 
 import segno
-from flask import Blueprint, Response, abort, current_app, render_template, url_for
+from flask import Blueprint, Response, current_app, render_template, url_for
 from markupsafe import Markup
 
 from feeds.catalog import FeedSpec
 from feeds.model import Article, Feed
-from feeds.web import Directory, requested_limit, catalog, conditional, directory, feed_url, settings
+from feeds.web import Directory, requested_limit, catalog, conditional, directory, feed_url, no_feed, settings
 from feeds.writers import FORMATS
 
 bp = Blueprint("pages", __name__)
@@ -63,7 +63,7 @@ def index() -> Response:
 def preview(feed_path: str) -> Response:
     spec = catalog().resolve(feed_path)
     if spec is None:
-        abort(404, description=f"No feed at /feeds/{feed_path}. The list of feeds is at / and /feeds.opml.")
+        no_feed(feed_path)
     built = catalog().build(spec, requested_limit())
     body = render_template(
         "preview.html",

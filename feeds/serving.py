@@ -21,6 +21,7 @@ import brotli
 from feeds.cache import Cache, Rendered
 from feeds.catalog import Catalog
 from feeds.config import Settings
+from feeds.metrics import RENDER_SECONDS, RENDERED_CACHE
 from feeds.store import Store
 from feeds.writers import render
 
@@ -28,8 +29,11 @@ ENCODINGS = ("br", "gzip")
 
 
 def scope_of(path: str) -> str:
-    """The version scope a feed path belongs to: ``category/redian/guonei`` -> ``category:redian/guonei``."""
+    """The version scope a feed path belongs to: ``category/redian/guonei`` -> ``category:redian/guonei``;
+    an archive page belongs to its feed's scope: ``archive/category/redian/3`` -> ``category:redian``."""
     kind, _, rest = path.partition("/")
+    if kind == "archive":
+        return scope_of(rest.rpartition("/")[0])
     return "hot" if kind == "hot" else f"{kind}:{rest}" if rest else kind
 
 
@@ -75,16 +79,21 @@ class RenderedFeeds:
             key += f"#{int(time.time() // ttl)}"
         found = self.cache.get(f"{key}:{encoding}")
         if found is not None:
+            RENDERED_CACHE.labels("hit").inc()
             return found
         plain = self.cache.get(f"{key}:identity") if encoding != "identity" else None
         if plain is None:
             spec = self.catalog.resolve(path)
             if spec is None:
                 return None
+            RENDERED_CACHE.labels("miss").inc()
             feed = self.catalog.build(spec, limit)
-            body = render(feed, extension)
+            with RENDER_SECONDS.labels(extension).time():
+                body = render(feed, extension)
             plain = Rendered(body, etag_of(body), feed.updated.timestamp())
             self.cache.set(f"{key}:identity", plain, ttl)
+        else:
+            RENDERED_CACHE.labels("hit").inc()  # rendered already; only compressed now
         if encoding == "identity":
             return plain
         encoded = Rendered(compress(plain.body, encoding), f"{plain.etag}-{encoding}", plain.last_modified)

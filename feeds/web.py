@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import NoReturn
 
 from flask import Blueprint, Response, abort, current_app, request
 from lxml import etree
@@ -20,6 +21,11 @@ from feeds.serving import ENCODINGS, etag_of
 from feeds.writers import FORMATS
 
 bp = Blueprint("web", __name__)
+
+# Archive pages (/feeds/archive/...) hold still: new articles never change them, only an edit,
+# a deletion or a back-dated insert of one of their articles does (catalog.Catalog.archive_page).
+# Caches may keep them a day; this service itself never serves one stale (serving.RenderedFeeds).
+ARCHIVE_MAX_AGE = 24 * 3600
 
 
 def catalog() -> Catalog:
@@ -38,11 +44,15 @@ def feed(feed_path: str) -> Response:
     encoding = request.accept_encodings.best_match(ENCODINGS) or "identity"
     rendered = current_app.extensions["feeds"].feeds.get(path, extension, requested_limit(path), encoding)
     if rendered is None:
-        abort(404, description=f"No feed at /feeds/{path}. The list of feeds is at / and /feeds.opml.")
+        no_feed(path)
     response = answer(rendered, f"{FORMATS[extension].mimetype}; charset=utf-8")
+    current_app.extensions["feeds"].stats.record(path, request.remote_addr or "", request.headers.get("User-Agent", ""), response.status_code)
     if encoding != "identity" and response.status_code == 200:
         response.content_encoding = encoding
     response.vary.add("Accept-Encoding")
+    if path.startswith("archive/"):
+        response.cache_control.max_age = ARCHIVE_MAX_AGE
+        return response  # nothing to subscribe to: no WebSub discovery
     hubs = settings().websub.hubs
     if hubs:  # WebSub discovery (W3C WebSub §4): the hubs, and the one URL to subscribe to
         links = [f'<{hub}>; rel="hub"' for hub in hubs] + [f'<{feed_url_of(path, extension)}>; rel="self"']
@@ -59,6 +69,12 @@ def opml() -> Response:
 def healthz() -> Response:
     current_app.extensions["feeds"].store.ping()
     return Response("ok\n", mimetype="text/plain")
+
+
+def no_feed(path: str) -> NoReturn:
+    """A 404 naming the path asked for, cut short: the path is anyone's text, of any length."""
+    shown = path if len(path) <= 100 else path[:100] + "…"
+    abort(404, description=f"No feed at /feeds/{shown}. The list of feeds is at / and /feeds.opml.")
 
 
 def requested_limit(path: str = "") -> int:

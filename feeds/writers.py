@@ -14,7 +14,9 @@ feedgen has pitfalls, all handled here and nowhere else (each has a test):
   second alternate link: the links of each Atom entry are written here instead;
 - feedgen writes an item's source into RSS and Atom alike, but Atom's
   ``<source>`` wants an id and update time we do not have: Atom gets a "via" link;
-- feedgen drops ``rel="hub"`` links from RSS: they are added to the channel here.
+- feedgen drops ``rel="hub"`` links from RSS: they are added to the channel here;
+- feedgen refuses link relations it does not know, such as RFC 5005's ``prev-archive``:
+  the archive links and ``fh:archive`` are added to the tree here (``_history``).
 """
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ feedgen.feed.formatRFC2822 = rfc822
 
 GENERATOR = "feeds"
 ATOM = "http://www.w3.org/2005/Atom"
+FH = "http://purl.org/syndication/history/1.0"  # RFC 5005 feed history
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,7 @@ def render_rss(feed: Feed) -> bytes:
     channel = root.find("channel")
     for hub in feed.hubs:
         etree.SubElement(channel, f"{{{ATOM}}}link", rel="hub", href=hub)
+    _history(channel, feed, "rss", link=f"{{{ATOM}}}link", entry="item")
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
 
@@ -117,7 +121,22 @@ def render_atom(feed: Feed) -> bytes:
         # atom:source would want the id and update time of a feed we do not have.
         if item.source and (item.source.url or item.source_feed):
             etree.SubElement(element, "link", rel="via", href=item.source.url or f"{item.source_feed}.atom", title=item.source.name)
+    _history(root, feed, "atom", link="link", entry="entry")
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+def _history(parent: etree._Element, feed: Feed, extension: str, link: str, entry: str) -> None:
+    """RFC 5005 §4: ``fh:archive`` on an archive page, and its ``current``, ``prev-archive`` and
+    ``next-archive`` links (in RSS as atom:link), before the first entry like the other feed metadata."""
+    history = feed.history
+    elements = [etree.Element(f"{{{FH}}}archive", nsmap={"fh": FH})] if history.archived else []
+    for rel, address in (("current", history.current), ("prev-archive", history.prev_archive), ("next-archive", history.next_archive)):
+        if address:
+            elements.append(etree.Element(link, rel=rel, type=FORMATS[extension].mimetype, href=f"{address}.{extension}"))
+    first = parent.find(entry)
+    position = parent.index(first) if first is not None else len(parent)
+    for offset, element in enumerate(elements):
+        parent.insert(position + offset, element)
 
 
 def render_json(feed: Feed) -> bytes:
@@ -130,6 +149,8 @@ def render_json(feed: Feed) -> bytes:
         "language": feed.language,
         "authors": [{"name": feed.publisher}],
         **({"hubs": [{"type": "WebSub", "url": hub} for hub in feed.hubs]} if feed.hubs else {}),
+        # JSON Feed's paging: the next older archive page, which is where a poller that was away goes on
+        **({"next_url": f"{feed.history.prev_archive}.json"} if feed.history.prev_archive else {}),
         "items": [_json_item(item) for item in feed.items],
     }
     return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
