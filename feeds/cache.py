@@ -124,8 +124,8 @@ class RedisCache:
         self._down_until = time.monotonic() + self.retry_after
 
 
-def open_cache(url: str) -> Cache:
+def open_cache(url: str, retry_after: float = 5.0) -> Cache:
     """``redis://…`` or ``rediss://…`` for Redis; empty or ``memory://`` for this process alone."""
     if url.startswith(("redis://", "rediss://")):
-        return RedisCache(url)
+        return RedisCache(url, retry_after)
     return MemoryCache()

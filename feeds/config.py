@@ -8,6 +8,7 @@ type or an unusable value stops start-up with a ``ConfigError`` naming the key.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 import typing
@@ -70,6 +71,7 @@ class CacheSettings:
     url: str = ""
     ttl: int = 86_400
     hot_ttl: int = 60
+    retry_after: int = 5
 
 
 @dataclass(frozen=True)
@@ -78,11 +80,22 @@ class WebSubSettings:
 
 
 @dataclass(frozen=True)
+class StatsSettings:
+    flush_seconds: int = 60
+    retention_days: int = 90
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 2
     threads: int = 4
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    allow: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1"])
 
 
 @dataclass(frozen=True)
@@ -95,7 +108,9 @@ class Settings:
     api: ApiSettings = field(default_factory=ApiSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
     websub: WebSubSettings = field(default_factory=WebSubSettings)
+    stats: StatsSettings = field(default_factory=StatsSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -210,6 +225,11 @@ def _check(settings: Settings) -> None:
         parts = urlsplit(hub)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ConfigError(f"websub.hubs[{index}]: expected an http(s) URL, got {hub!r}")
+    for index, address in enumerate(settings.metrics.allow):
+        try:
+            ipaddress.ip_network(address, strict=False)
+        except ValueError as exc:
+            raise ConfigError(f"metrics.allow[{index}]: expected an IP address or network, got {address!r}") from exc
     if settings.cache.url and urlsplit(settings.cache.url).scheme not in ("redis", "rediss", "memory"):
         raise ConfigError(f"cache.url: expected redis://, rediss:// or memory://, got {settings.cache.url!r}")
     positive = {
@@ -224,6 +244,9 @@ def _check(settings: Settings) -> None:
         "server.threads": settings.server.threads,
         "cache.ttl": settings.cache.ttl,
         "cache.hot_ttl": settings.cache.hot_ttl,
+        "stats.flush_seconds": settings.stats.flush_seconds,
+        "stats.retention_days": settings.stats.retention_days,
+        "cache.retry_after": settings.cache.retry_after,
         **{f"hot.windows.{name}": hours for name, hours in settings.hot.windows.items()},
     }
     for key, value in positive.items():
