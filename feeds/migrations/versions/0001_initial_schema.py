@@ -113,9 +113,41 @@ def upgrade() -> None:
         batch_op.create_index('ix_reads_daily_article', ['article_pk'], unique=False)
         batch_op.create_index('ix_reads_daily_busiest', ['bucket', 'count', 'article_pk'], unique=False)
 
+    op.create_table('stats_aggregators',
+    sa.Column('day', sa.Date(), nullable=False),
+    sa.Column('feed', sa.String(length=1000), nullable=False),
+    sa.Column('service', sa.String(length=100), nullable=False),
+    sa.Column('subscribers', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('day', 'feed', 'service')
+    )
+    op.create_table('stats_clients',
+    sa.Column('day', sa.Date(), nullable=False),
+    sa.Column('feed', sa.String(length=1000), nullable=False),
+    sa.Column('client', sa.String(length=100), nullable=False),
+    sa.Column('requests', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('day', 'feed', 'client')
+    )
+    op.create_table('stats_daily',
+    sa.Column('day', sa.Date(), nullable=False),
+    sa.Column('feed', sa.String(length=1000), nullable=False),
+    sa.Column('requests', sa.BigInteger(), nullable=False),
+    sa.Column('not_modified', sa.BigInteger(), nullable=False),
+    sa.Column('pollers', sa.BigInteger(), nullable=True),
+    sa.PrimaryKeyConstraint('day', 'feed')
+    )
+    op.create_table('stats_pollers',
+    sa.Column('day', sa.Date(), nullable=False),
+    sa.Column('feed', sa.String(length=1000), nullable=False),
+    sa.Column('poller', sa.String(length=32), nullable=False),
+    sa.PrimaryKeyConstraint('day', 'feed', 'poller')
+    )
 
 
 def downgrade() -> None:
+    op.drop_table('stats_pollers')
+    op.drop_table('stats_daily')
+    op.drop_table('stats_clients')
+    op.drop_table('stats_aggregators')
     with op.batch_alter_table('reads_daily', schema=None) as batch_op:
         batch_op.drop_index('ix_reads_daily_busiest')
         batch_op.drop_index('ix_reads_daily_article')
