@@ -33,6 +33,7 @@ from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _data  # noqa: E402
+from _common import cpu_model  # noqa: E402
 
 from feeds.catalog import Catalog  # noqa: E402
 from feeds.config import DatabaseSettings, Settings  # noqa: E402
@@ -55,7 +56,7 @@ def main() -> None:
     parser.add_argument("--sqlite-path", help="build the SQLite database here and keep it (default: a temporary file)")
     args = parser.parse_args()
 
-    print(f"machine: {os.cpu_count()} CPUs, {_cpu_model()}; Python {sys.version.split()[0]}, "
+    print(f"machine: {os.cpu_count()} CPUs, {cpu_model()}; Python {sys.version.split()[0]}, "
           f"SQLAlchemy {sa.__version__}", file=sys.stderr)
     results: list[tuple[str, str, float, float]] = []
     notes: list[str] = []
@@ -185,16 +186,6 @@ def _size(store: Store) -> str:
             return "database " + conn.scalar(sa.text("SELECT pg_size_pretty(pg_database_size(current_database()))"))
     path = store.engine.url.database
     return f"database {os.path.getsize(path) / 2**20:.0f} MB" if path and os.path.exists(path) else "database size unknown"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 if __name__ == "__main__":

@@ -107,35 +107,24 @@ article_categories = sa.Table(
 # ``ix_*_article`` (article, bucket, count) sums one article over a range of buckets from
 # the index alone; ``ix_reads_daily_busiest`` (bucket, count, article) lists a day's most
 # read articles, or those read at least so often, without reading the rest.
-reads_minutely = sa.Table(
-    "reads_minutely",
-    metadata,
-    sa.Column("bucket", UTCDateTime, primary_key=True),
-    sa.Column("article_pk", sa.Integer, sa.ForeignKey("articles.pk", ondelete="CASCADE"), primary_key=True),
-    sa.Column("count", sa.BigInteger, nullable=False),
-    sa.Index("ix_reads_minutely_article", "article_pk", "bucket", "count"),
-    sqlite_with_rowid=False,
-)
+def _reads_table(name: str, *indexes: sa.Index) -> sa.Table:
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("bucket", UTCDateTime, primary_key=True),
+        sa.Column("article_pk", sa.Integer, sa.ForeignKey("articles.pk", ondelete="CASCADE"), primary_key=True),
+        sa.Column("count", sa.BigInteger, nullable=False),
+        *indexes,
+        sqlite_with_rowid=False,
+    )
 
-reads_hourly = sa.Table(
-    "reads_hourly",
-    metadata,
-    sa.Column("bucket", UTCDateTime, primary_key=True),
-    sa.Column("article_pk", sa.Integer, sa.ForeignKey("articles.pk", ondelete="CASCADE"), primary_key=True),
-    sa.Column("count", sa.BigInteger, nullable=False),
-    sa.Index("ix_reads_hourly_article", "article_pk", "bucket", "count"),
-    sqlite_with_rowid=False,
-)
 
-reads_daily = sa.Table(
+reads_minutely = _reads_table("reads_minutely", sa.Index("ix_reads_minutely_article", "article_pk", "bucket", "count"))
+reads_hourly = _reads_table("reads_hourly", sa.Index("ix_reads_hourly_article", "article_pk", "bucket", "count"))
+reads_daily = _reads_table(
     "reads_daily",
-    metadata,
-    sa.Column("bucket", UTCDateTime, primary_key=True),
-    sa.Column("article_pk", sa.Integer, sa.ForeignKey("articles.pk", ondelete="CASCADE"), primary_key=True),
-    sa.Column("count", sa.BigInteger, nullable=False),
     sa.Index("ix_reads_daily_article", "article_pk"),
     sa.Index("ix_reads_daily_busiest", "bucket", "count", "article_pk"),
-    sqlite_with_rowid=False,
 )
 
 ranking_states = sa.Table(
