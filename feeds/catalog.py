@@ -116,7 +116,7 @@ class Catalog:
 
     def _window_phrase(self, window: str) -> str:
         hours = self.settings.hot.windows[window]
-        return f"过去{hours // 24}天" if hours % 24 == 0 else f"过去{hours}小时"
+        return f"过去{hours // 24}天" if hours % 24 == 0 and hours > 24 else f"过去{hours}小时"
 
     def resolve(self, path: str) -> FeedSpec | None:
         """The feed published at ``/feeds/<path>.<ext>``, or None."""
