@@ -97,9 +97,8 @@ def render_rss(feed: Feed) -> bytes:
             entry.content(item.content_html, type="CDATA")
     root, _ = fg._create_rss(extensions=True)
     channel = root.find("channel")
-    for hub in feed.hubs:
-        etree.SubElement(channel, f"{{{ATOM}}}link", rel="hub", href=hub)
-    _history(channel, feed, "rss", link=f"{{{ATOM}}}link", entry="item")
+    hubs = [etree.Element(f"{{{ATOM}}}link", rel="hub", href=hub) for hub in feed.hubs]
+    _before_entries(channel, hubs + _history(feed, "rss", link=f"{{{ATOM}}}link"), entry="item")
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
 
@@ -121,18 +120,23 @@ def render_atom(feed: Feed) -> bytes:
         # atom:source would want the id and update time of a feed we do not have.
         if item.source and (item.source.url or item.source_feed):
             etree.SubElement(element, "link", rel="via", href=item.source.url or f"{item.source_feed}.atom", title=item.source.name)
-    _history(root, feed, "atom", link="link", entry="entry")
+    _before_entries(root, _history(feed, "atom", link="link"), entry="entry")
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
 
-def _history(parent: etree._Element, feed: Feed, extension: str, link: str, entry: str) -> None:
+def _history(feed: Feed, extension: str, link: str) -> list[etree._Element]:
     """RFC 5005 §4: ``fh:archive`` on an archive page, and its ``current``, ``prev-archive`` and
-    ``next-archive`` links (in RSS as atom:link), before the first entry like the other feed metadata."""
+    ``next-archive`` links (in RSS as atom:link)."""
     history = feed.history
     elements = [etree.Element(f"{{{FH}}}archive", nsmap={"fh": FH})] if history.archived else []
     for rel, address in (("current", history.current), ("prev-archive", history.prev_archive), ("next-archive", history.next_archive)):
         if address:
             elements.append(etree.Element(link, rel=rel, type=FORMATS[extension].mimetype, href=f"{address}.{extension}"))
+    return elements
+
+
+def _before_entries(parent: etree._Element, elements: list[etree._Element], entry: str) -> None:
+    """Feed metadata goes before the first entry: validators flag an item followed by channel elements."""
     first = parent.find(entry)
     position = parent.index(first) if first is not None else len(parent)
     for offset, element in enumerate(elements):

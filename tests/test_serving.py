@@ -288,6 +288,8 @@ def test_feeds_announce_their_hubs(sqlite_url, hub):
         rss_links = {link.get("rel"): link.get("href") for link in etree.fromstring(response.data).find("channel").iter(atom)}
         assert rss_links == {"self": "http://feeds.test/feeds/category/redian.rss", "hub": hub.url}
         assert etree.fromstring(response.data).findtext("channel/link") == "https://news.example.cn/"
+        tags = [child.tag for child in etree.fromstring(response.data).find("channel")]
+        assert tags[tags.index("item"):] == ["item"] * tags.count("item")  # no channel element after an item
         atom_links = {link.get("rel"): link.get("href") for link in etree.fromstring(client.get("/feeds/all.atom").data).findall(atom)}
         assert atom_links["hub"] == hub.url
         assert client.get("/feeds/all.json").json["hubs"] == [{"type": "WebSub", "url": hub.url}]
