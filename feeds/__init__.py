@@ -13,7 +13,7 @@ from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from feeds.cache import open_cache
-from feeds.catalog import Catalog
+from feeds.catalog import Catalog, feed_address
 from feeds.config import Settings, load_settings
 from feeds.errors import StoreUnavailable
 from feeds.metrics import endpoint as metrics_endpoint
@@ -61,7 +61,6 @@ def open_services(settings: Settings) -> Services:
 def _announcer(settings: Settings, publisher: Publisher) -> Callable[[set[str]], None]:
     """Ping the hubs for every feed URL a committed change touched. Reads arrive all the
     time; the hot lists are announced at most once per ``cache.hot_ttl``."""
-    base = settings.site.base_url.rstrip("/")
     last_hot = [0.0]
 
     def announce(scopes: set[str]) -> None:
@@ -73,7 +72,7 @@ def _announcer(settings: Settings, publisher: Publisher) -> Callable[[set[str]],
             else:
                 last_hot[0] = time.monotonic()
         paths = feed_paths(scopes, settings.hot.windows)
-        publisher.publish(f"{base}/feeds/{path}.{extension}" for path in paths for extension in FORMATS)
+        publisher.publish(f"{feed_address(settings, path)}.{extension}" for path in paths for extension in FORMATS)
 
     return announce
 

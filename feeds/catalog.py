@@ -225,12 +225,16 @@ class Catalog:
         return self._address(self.archive_page(spec, page).path)
 
     def _address(self, path: str) -> str:
-        """The URL of the feed at ``path``, without extension."""
-        return f"{self.settings.site.base_url.rstrip('/')}/feeds/{path}"
+        return feed_address(self.settings, path)
 
     def guid(self, article_id: str) -> str:
         """The article's id in every feed, for good: readers use it to never show an article twice."""
         return self.settings.site.guid_prefix + quote(article_id, safe="")
+
+
+def feed_address(settings: Settings, path: str) -> str:
+    """The canonical URL of the feed at ``path``, without extension: ``site.base_url`` + ``/feeds/<path>``."""
+    return f"{settings.site.base_url.rstrip('/')}/feeds/{path}"
 
 
 def _signature(articles: list[Article]) -> str:

@@ -14,7 +14,7 @@ from flask import Blueprint, Response, abort, current_app, request
 from lxml import etree
 
 from feeds.cache import Rendered
-from feeds.catalog import Catalog, FeedSpec
+from feeds.catalog import Catalog, FeedSpec, feed_address
 from feeds.config import Settings
 from feeds.model import Category
 from feeds.serving import ENCODINGS, etag_of
@@ -162,8 +162,7 @@ def feed_url(spec: FeedSpec, extension: str) -> str:
 
 
 def feed_url_of(path: str, extension: str) -> str:
-    """A feed's canonical URL: ``site.base_url`` + ``/feeds/<path>.<extension>``."""
-    return f"{settings().site.base_url.rstrip('/')}/feeds/{path}.{extension}"
+    return f"{feed_address(settings(), path)}.{extension}"
 
 
 def opml_document(found: Directory) -> bytes:
