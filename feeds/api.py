@@ -90,9 +90,13 @@ def check_token(settings: Settings) -> None:
     if scheme.lower() != "bearer" or not given or any(c.isspace() for c in given):
         raise ApiError(401, 'The Authorization header must read "Bearer <token>".',
                        headers={"WWW-Authenticate": 'Bearer realm="feeds", error="invalid_request"'})
-    # Compared as bytes, in constant time: compare_digest refuses a str holding anything but ASCII.
-    if not hmac.compare_digest(given.encode("utf-8"), token.encode("utf-8")):
+    if not token_matches(given, token):
         raise ApiError(403, "The API token is wrong.")
+
+
+def token_matches(given: str, token: str) -> bool:
+    """Compared as bytes, in constant time: compare_digest refuses a str holding anything but ASCII."""
+    return hmac.compare_digest(given.encode("utf-8"), token.encode("utf-8"))
 
 
 # -- the body ----------------------------------------------------------------------

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import atexit
 import hashlib
-import hmac
 import logging
 import re
 import secrets
@@ -40,7 +39,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
 from markupsafe import Markup
 
-from feeds.api import ApiError, check_token
+from feeds.api import ApiError, check_token, token_matches
 from feeds.catalog import Catalog
 from feeds.config import Settings
 from feeds.store import FeedDay, PollCounts, PollStore, Store
@@ -312,7 +311,7 @@ def _authorize() -> None:
     basic = request.authorization if request.authorization and request.authorization.type == "basic" else None
     if basic is None or not settings.api.token:
         check_token(settings)
-    elif not hmac.compare_digest((basic.password or "").encode("utf-8"), settings.api.token.encode("utf-8")):
+    elif not token_matches(basic.password or "", settings.api.token):
         raise ApiError(403, "The API token is wrong.")
 
 
