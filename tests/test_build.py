@@ -17,7 +17,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from feeds import create_app
-from tests.conftest import Runner, article, make_settings
+from tests.conftest import Runner, article, free_port, make_settings
 
 AUTH = {"Authorization": "Bearer s3cret"}
 COMPARED = ("Content-Type", "ETag", "Last-Modified", "Cache-Control")
@@ -139,18 +139,12 @@ def test_etag_map_names_each_file_with_the_service_etag(client: FlaskClient, bui
         assert client.get(url_of(path)).headers["ETag"] == tag
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def nginx(built: Path, tmp_path: Path) -> Iterator[int]:
     binary = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
     if binary is None:
         pytest.skip("nginx is not installed (apt-get install -y nginx); the static-site nginx test needs it")
-    port = _free_port()
+    port = free_port()
     runtime = tmp_path / "nginx"
     runtime.mkdir()
     temp_paths = " ".join(f"{kind}_temp_path {runtime};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -15,13 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import article, jsonl
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.conftest import article, free_port, jsonl
 
 
 def wait_until_up(url: str, process: subprocess.Popen, seconds: float = 30) -> None:
