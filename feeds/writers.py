@@ -48,6 +48,10 @@ class Format:
     mimetype: str
     render: Callable[[Feed], bytes]
 
+    @property
+    def content_type(self) -> str:
+        return f"{self.mimetype}; charset=utf-8"
+
 
 def _generator(feed: Feed, extension: str) -> FeedGenerator:
     fg = FeedGenerator()
