@@ -14,12 +14,18 @@ serves ``/feeds/category/<slug>.rss?limit=50`` from four servers at once on 127.
 
 Three cases, each run against every server in turn (so the machine's noise falls on all
 alike): cache-hit 200s (feeds warmed first), 304s (``If-None-Match`` of that server's
-current ETag) and gzip 200s (``Accept-Encoding: gzip``). Each is ``wrk -t2 -c32 -d10s
---latency`` after a 2 s warm-up of the same command. Then, unless ``--no-profile``, one
-request path is profiled in-process (Flask test client, cProfile) beside the floor app.
+current ETag) and gzip 200s (``Accept-Encoding: gzip``). Each is ``wrk -t2 -c32 -d5s
+--latency`` after a 1 s warm-up of the same command, and the whole sequence is run
+``--rounds`` times. A row shows the median over the rounds; "vs floor" is the median of
+each round's ratio to the floor measured just before or after it, which holds on a
+machine whose speed drifts from one minute to the next. "CPU µs" is the CPU time the
+server's processes used (``/proc``, all of them: master and workers) per request
+answered: the work a request costs, which other load on the machine moves less than it
+moves requests per second. Then, unless ``--no-profile``, one request path is profiled
+in-process (Flask test client, cProfile) beside the floor app.
 
-    python bench/throughput.py                       # about 3 minutes
-    python bench/throughput.py --duration 3 --warmup 1 --articles 2000   # a quick run
+    python bench/throughput.py                       # about 5 minutes
+    python bench/throughput.py --rounds 1 --duration 3 --articles 2000   # a quick run
 
 wrk and nginx come from Debian (``apt-get install -y wrk nginx``, tried when running as
 root), Django from PyPI (``pip install django``, tried); a server that cannot be had is
@@ -203,7 +209,8 @@ class Server:
     port: int
     process: subprocess.Popen
     etag: str = ""
-    results: dict[str, dict] = field(default_factory=dict)
+    checks: dict[str, str] = field(default_factory=dict)
+    results: dict[str, list[dict]] = field(default_factory=lambda: {case: [] for case in CASES})  # one per round
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -272,6 +279,27 @@ def gunicorn(name: str, app: str, tmp: Path, args: argparse.Namespace, env: dict
     return Server(name, port, process)
 
 
+def cpu_seconds(root: int) -> float:
+    """CPU time (user + system) used so far by process ``root`` and its children: a server's master and workers."""
+    pids = [root]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == root:
+                pids.append(int(entry.name))
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def parse_duration(text: str) -> float:
     """wrk's ``1.23ms`` / ``456.00us`` / ``1.02s`` in ms."""
     number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
@@ -283,7 +311,8 @@ def wrk(url: str, headers: dict[str, str], args: argparse.Namespace, duration: f
     for name, value in headers.items():
         command += ["-H", f"{name}: {value}"]
     out = subprocess.run(command + [url], capture_output=True, text=True, timeout=duration + 60).stdout
-    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}
+    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+              "requests": int(re.search(r"(\d+) requests in", out).group(1))}
     for q in ("50", "99"):
         result["p" + q] = parse_duration(re.search(rf"^\s+{q}%\s+(\S+)", out, re.M).group(1))
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -327,9 +356,13 @@ def profile(database_url: str, path: str, requests: int) -> tuple[list[tuple], s
     from feeds import create_app
     from feeds.config import DatabaseSettings, Settings
 
-    # The package logs a line per request (feeds.access) to stderr: keep the cost, lose the lines.
+    from feeds.metrics import BufferedLines
+
+    # The package logs a line per request (feeds.access), as configure_logging sets it up: keep the cost, lose the lines.
     package_log = logging.getLogger("feeds")
-    package_log.addHandler(logging.StreamHandler(open(os.devnull, "w")))  # noqa: SIM115
+    handler = BufferedLines(os.open(os.devnull, os.O_WRONLY))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    package_log.addHandler(handler)
     package_log.setLevel(logging.INFO)
 
     app = create_app(Settings(database=DatabaseSettings(url=database_url)))
@@ -378,8 +411,9 @@ def main() -> None:
     parser.add_argument("--category", default="caijing", help="category slug path (default caijing)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers for every Python server (default 2)")
     parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker (default 4)")
-    parser.add_argument("--duration", type=float, default=10, help="seconds of each timed wrk run (default 10)")
-    parser.add_argument("--warmup", type=float, default=2, help="seconds of the untimed wrk run before each (default 2)")
+    parser.add_argument("--duration", type=float, default=5, help="seconds of each timed wrk run (default 5)")
+    parser.add_argument("--warmup", type=float, default=1, help="seconds of the untimed wrk run before each (default 1)")
+    parser.add_argument("--rounds", type=int, default=3, help="times every case is run against every server (default 3)")
     parser.add_argument("--wrk-threads", type=int, default=2, help="wrk -t (default 2)")
     parser.add_argument("--connections", type=int, default=32, help="wrk -c (default 32)")
     parser.add_argument("--profile-requests", type=int, default=2000, help="in-process requests profiled (default 2000)")
@@ -453,13 +487,19 @@ def main() -> None:
 
         for case in CASES:
             for server in servers:
-                server.results[case] = {"check": check(server, path, case, plain)}
-                headers = headers_for(case, server)
-                if args.warmup:
-                    wrk(server.url(path), headers, args, args.warmup)
-                result = wrk(server.url(path), headers, args, args.duration)
-                server.results[case].update(result)
-                c.log(f"{case} {server.name}: {result['rps']:.0f} req/s, p50 {result['p50']:.2f} ms, p99 {result['p99']:.2f} ms {result['bad']}")
+                server.checks[case] = check(server, path, case, plain)
+        for round_ in range(1, args.rounds + 1):
+            for case in CASES:
+                for server in servers:
+                    headers = headers_for(case, server)
+                    if args.warmup:
+                        wrk(server.url(path), headers, args, args.warmup)
+                    used = cpu_seconds(server.process.pid)
+                    result = wrk(server.url(path), headers, args, args.duration)
+                    result["cpu_us"] = (cpu_seconds(server.process.pid) - used) / max(result["requests"], 1) * 1e6
+                    server.results[case].append(result)
+                    c.log(f"round {round_} {case} {server.name}: {result['rps']:.0f} req/s, {result['cpu_us']:.0f} CPU µs/request, "
+                          f"p50 {result['p50']:.2f} ms, p99 {result['p99']:.2f} ms {result['bad']}")
         profiled = None if args.no_profile else profile(f"sqlite:///{database}", path, args.profile_requests)
     finally:
         for server in servers:
@@ -480,19 +520,27 @@ def main() -> None:
           f"line per request goes to the server's log file, as it ships). "
           f"Load: `wrk -t{args.wrk_threads} -c{args.connections} -d{args.duration:g}s --latency` after a "
           f"{args.warmup:g} s warm-up run of the same command (wrk counts a request slower than its 2 s default timeout "
-          f"as a timeout). \"vs floor\" = req/s ÷ bare Flask's req/s in the same case.")
+          f"as a timeout), {args.rounds} rounds; medians over the rounds. \"vs floor\" = the median of each round's "
+          f"req/s ÷ bare Flask's req/s in the same case and round; \"CPU µs\" = CPU time of the server's processes "
+          f"per request.")
     print()
     floor = next(s for s in servers if s.name.startswith("bare"))
     django = next((s for s in servers if s.name.startswith("Django")), None)
+    def ratio(server: Server, other: Server, case: str) -> float:
+        return c.median([mine["rps"] / theirs["rps"] for mine, theirs in zip(server.results[case], other.results[case])])
+
     rows = []
     for case in CASES:
         for server in servers:
-            r = server.results[case]
-            vs_django = f"{r['rps'] / django.results[case]['rps']:.1f}×" if django and server is not django else ""
-            rows.append((case, server.name, f"{r['rps']:,.0f}", f"{r['p50']:.2f}", f"{r['p99']:.2f}",
-                         f"{r['rps'] / floor.results[case]['rps']:.2f}", vs_django, r["check"] + (f"; {r['bad']}" if r["bad"] else "")))
-    print(c.table(("case", "server", "req/s", "p50 ms", "p99 ms", "vs floor", "vs Django", "check: status, body"), rows,
-                  "llrrrrrl"))
+            runs = server.results[case]
+            bad = "; ".join(sorted({r["bad"] for r in runs if r["bad"]}))
+            rows.append((case, server.name, f"{c.median([r['rps'] for r in runs]):,.0f}",
+                         f"{c.median([r['cpu_us'] for r in runs]):.0f}",
+                         f"{c.median([r['p50'] for r in runs]):.2f}", f"{c.median([r['p99'] for r in runs]):.2f}",
+                         f"{ratio(server, floor, case):.2f}", f"{ratio(server, django, case):.1f}×" if django and server is not django else "",
+                         " / ".join(f"{r['rps']:,.0f}" for r in runs), server.checks[case] + (f"; {bad}" if bad else "")))
+    print(c.table(("case", "server", "req/s", "CPU µs", "p50 ms", "p99 ms", "vs floor", "vs Django", "req/s by round",
+                   "check: status, body"), rows, "llrrrrrrrl"))
     for note in notes:
         print(f"\n- {note}")
     if profiled:

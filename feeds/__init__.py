@@ -1,23 +1,21 @@
 """A feed publisher: a news site's stored articles as RSS 2.0, Atom 1.0 and JSON Feed 1.1 feeds."""
 from __future__ import annotations
 
-import json
 import logging
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from feeds.cache import open_cache
 from feeds.catalog import Catalog, feed_address
 from feeds.config import Settings, load_settings
 from feeds.errors import StoreUnavailable
+from feeds.metrics import configure_logging, register_request_log, time_queries
 from feeds.metrics import endpoint as metrics_endpoint
-from feeds.metrics import observe_request, time_queries
 from feeds.serving import RenderedFeeds, feed_paths
 from feeds.store import Store
 from feeds.websub import Publisher
@@ -30,7 +28,6 @@ __all__ = ["create_app", "Services", "Settings", "load_settings"]
 __version__ = "0.1.0"
 
 log = logging.getLogger("feeds")
-access_log = logging.getLogger("feeds.access")
 
 
 @dataclass(frozen=True)
@@ -51,7 +48,7 @@ def open_services(settings: Settings) -> Services:
 
     publisher = Publisher(settings.websub.hubs)
     store = Store(settings.database.url, settings.slugs.categories, settings.slugs.sources,
-                  on_change=_announcer(settings, publisher))
+                  on_change=_announcer(settings, publisher), recheck_seconds=settings.cache.recheck_seconds)
     store.migrate()
     catalog = Catalog(store, settings)
     return Services(settings, store, catalog, RenderedFeeds(store, catalog, open_cache(settings.cache.url, settings.cache.retry_after), settings), publisher,
@@ -96,52 +93,9 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     app.add_url_rule("/metrics", "metrics", metrics_endpoint(services.store, settings.metrics.allow))
     time_queries(services.store)
     _register_errors(app)
-    _register_request_log(app)
-    _configure_logging()
+    register_request_log(app)
+    configure_logging()
     return app
-
-
-def _configure_logging() -> None:
-    """Send the package's INFO lines (one per request, feeds.access) to stderr, unless
-    logging is configured already: by a host application, gunicorn's --log-config, pytest."""
-    if log.handlers or logging.getLogger().handlers:
-        return
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-
-
-def _register_request_log(app: Flask) -> None:
-    """Time every request; count it by URL rule and status, and log one key=value line."""
-
-    @app.before_request
-    def start_clock() -> None:
-        g.started = time.perf_counter()
-
-    @app.after_request
-    def finish(response: Response) -> Response:
-        seconds = time.perf_counter() - g.get("started", time.perf_counter())
-        route = request.url_rule.rule if request.url_rule is not None else None
-        observe_request(route, response.status_code, seconds)
-        sent = 0 if request.method == "HEAD" else response.calculate_content_length()
-        access_log.info(_logfmt(
-            method=request.method, path=request.path, status=response.status_code,
-            duration_ms=f"{seconds * 1000:.1f}", bytes="-" if sent is None else sent, client=request.remote_addr or "-",
-        ))
-        return response
-
-
-_BARE_VALUE = re.compile(r"[!#-<>-\[\]-~]+")  # printable ASCII but space, '"', '=' and '\\'
-
-
-def _logfmt(**fields: object) -> str:
-    """``key=value`` pairs, one line whatever the values hold: any value but plain ASCII
-    is quoted and escaped (a path can hold newlines, quotes, anything)."""
-    return " ".join(
-        f"{key}={text}" if _BARE_VALUE.fullmatch(text) else f"{key}={json.dumps(text)}"
-        for key, text in ((key, str(value)) for key, value in fields.items())
-    )
 
 
 def _register_errors(app: Flask) -> None:

@@ -1,4 +1,5 @@
-"""Prometheus metrics: what the service counts, and ``GET /metrics`` to read them.
+"""What the service counts and logs: Prometheus metrics, ``GET /metrics`` to read them,
+and the access log, one ``key=value`` line per request (``feeds.access``).
 
 Counters and histograms are module-level, as prometheus_client expects: every app
 in a process adds to the same ones. Gunicorn runs several worker processes, each
@@ -13,18 +14,28 @@ read when prometheus_client is imported.
 peer's address alone: a header such as X-Forwarded-For can be written by anyone.
 A request that does carry one came through a proxy, whose own (often loopback)
 address the peer then is, so it is refused rather than let through as local.
+
+Unless logging is configured already, the package's lines go to stderr in batches,
+written at least every second (``BufferedLines``), as nginx's ``access_log … buffer=
+flush=`` does: a poll then costs no system call of its own.
 """
 from __future__ import annotations
 
 import ipaddress
+import json
+import logging
 import os
+import re
+import select
+import threading
 import time
 from collections.abc import Callable, Iterator
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Response, request
+from flask import Flask, Response, request
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
@@ -44,14 +55,25 @@ QUERY_SECONDS = Histogram("feeds_store_query_seconds", "Time of each SQL stateme
 RENDERED_CACHE = Counter("feeds_rendered_cache_total", "Rendered-feed lookups: hit (no rendering) or miss.", ["result"])
 IMPORTED = Counter("feeds_articles_imported_total", "Articles imported, by way in (api, cli) and result.", ["via", "result"])
 
+access_log = logging.getLogger("feeds.access")
+
 # A request that matched no URL rule (a 404 or 405) is counted under this route, not its path,
 # so that scanners cannot make a series per path they try.
 UNMATCHED = "unmatched"
 
 
+CACHE_HITS, CACHE_MISSES = RENDERED_CACHE.labels("hit"), RENDERED_CACHE.labels("miss")
+
+
 def observe_request(route: str | None, status: int, seconds: float) -> None:
-    REQUESTS.labels(route or UNMATCHED, str(status)).inc()
-    REQUEST_SECONDS.labels(route or UNMATCHED).observe(seconds)
+    requests, duration = _request_series(route or UNMATCHED, status)
+    requests.inc()
+    duration.observe(seconds)
+
+
+@cache  # a few dozen (rule, status) pairs; labels() takes a lock and builds a key each time
+def _request_series(route: str, status: int) -> tuple[Any, Any]:
+    return REQUESTS.labels(route, str(status)), REQUEST_SECONDS.labels(route)
 
 
 def count_imports(via: str, **counts: int) -> None:
@@ -118,3 +140,117 @@ def _allowed(address: str | None, networks: list[ipaddress.IPv4Network | ipaddre
     if isinstance(client, ipaddress.IPv6Address) and client.ipv4_mapped:
         client = client.ipv4_mapped  # ::ffff:127.0.0.1 from a dual-stack socket is 127.0.0.1
     return any(client in network for network in networks)
+
+
+# -- the access log -------------------------------------------------------------------------
+
+
+def register_request_log(app: Flask) -> None:
+    """Time every request; count it by URL rule and status, and log one key=value line."""
+
+    @app.before_request
+    def start_clock() -> None:
+        request.environ["feeds.started"] = time.perf_counter()
+
+    @app.after_request
+    def finish(response: Response) -> Response:
+        # Flask's request proxy costs a lookup per attribute; this runs on every poll.
+        served = request._get_current_object()  # type: ignore[attr-defined]
+        environ = served.environ
+        seconds = time.perf_counter() - environ.get("feeds.started", time.perf_counter())
+        rule = served.url_rule
+        status = response.status_code
+        observe_request(rule.rule if rule is not None else None, status, seconds)
+        if access_log.isEnabledFor(logging.INFO):
+            method = environ.get("REQUEST_METHOD", "GET")
+            sent = 0 if method == "HEAD" else response.calculate_content_length()
+            line = logfmt(method=method, path=served.path, status=status, duration_ms=f"{seconds * 1000:.1f}",
+                          bytes="-" if sent is None else sent, client=environ.get("REMOTE_ADDR") or "-")
+            # makeRecord and handle, not info(): an access line needs no caller's file and line,
+            # whose lookup walks the stack on every request.
+            access_log.handle(access_log.makeRecord(access_log.name, logging.INFO, "", 0, line, (), None))
+        return response
+
+
+_BARE_VALUE = re.compile(r"[!#-<>-\[\]-~]+")  # printable ASCII but space, '"', '=' and '\\'
+
+
+def logfmt(**fields: object) -> str:
+    """``key=value`` pairs, one line whatever the values hold: any value but plain ASCII
+    is quoted and escaped (a path can hold newlines, quotes, anything)."""
+    return " ".join(
+        f"{key}={text}" if _BARE_VALUE.fullmatch(text) else f"{key}={json.dumps(text)}"
+        for key, text in ((key, str(value)) for key, value in fields.items())
+    )
+
+
+def configure_logging() -> None:
+    """Send the package's INFO lines (one per request, feeds.access) to stderr, unless
+    logging is configured already: by a host application, gunicorn's --log-config, pytest."""
+    package = logging.getLogger("feeds")
+    if package.handlers or logging.getLogger().handlers:
+        return
+    handler = BufferedLines()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    package.addHandler(handler)
+    package.setLevel(logging.INFO)
+
+
+class BufferedLines(logging.Handler):
+    """Log lines to a file descriptor in batches: every ``interval`` seconds, at once for a
+    warning or worse, and when logging shuts down at exit (a SIGKILL loses the last second).
+
+    Each write holds whole lines, at most ``select.PIPE_BUF`` bytes unless one line is longer,
+    so that worker processes sharing one pipe (journald, a container runtime) never
+    interleave inside a line.
+    """
+
+    def __init__(self, fd: int = 2, interval: float = 1.0):
+        super().__init__()
+        self.fd = fd
+        self.interval = interval
+        self._lines: list[bytes] = []
+        self._flusher: int | None = None  # the process whose flush thread runs
+        os.register_at_fork(after_in_child=self._forget)
+
+    def emit(self, record: logging.LogRecord) -> None:  # called holding self.lock
+        try:
+            self._lines.append((self.format(record) + "\n").encode("utf-8", "backslashreplace"))
+        except Exception:
+            self.handleError(record)
+            return
+        if record.levelno >= logging.WARNING:
+            self.flush()
+        elif self._flusher != os.getpid():  # first line in this process (gunicorn forks workers)
+            self._flusher = os.getpid()
+            threading.Thread(target=self._flush_every, name="feeds-log-flush", daemon=True).start()
+
+    def flush(self) -> None:
+        # Under the lock, so batches go out in order; polls wait for it once a batch, not once a line.
+        with self.lock:  # type: ignore[union-attr]
+            batch = b""
+            for line in self._lines:
+                if batch and len(batch) + len(line) > select.PIPE_BUF:
+                    self._write(batch)
+                    batch = b""
+                batch += line
+            self._lines = []
+            if batch:
+                self._write(batch)
+
+    def _write(self, data: bytes) -> None:
+        try:
+            while data:
+                data = data[os.write(self.fd, data):]
+        except OSError:
+            pass  # stderr closed: nowhere left to log to
+
+    def _flush_every(self) -> None:
+        while True:
+            time.sleep(self.interval)
+            self.flush()
+
+    def _forget(self) -> None:
+        """In a forked child: the parent writes the lines it had; this process starts empty."""
+        self._lines = []
+        self._flusher = None

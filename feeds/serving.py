@@ -21,7 +21,7 @@ import brotli
 from feeds.cache import Cache, Rendered
 from feeds.catalog import Catalog
 from feeds.config import Settings
-from feeds.metrics import RENDER_SECONDS, RENDERED_CACHE
+from feeds.metrics import CACHE_HITS, CACHE_MISSES, RENDER_SECONDS
 from feeds.store import Store
 from feeds.writers import render
 
@@ -79,21 +79,21 @@ class RenderedFeeds:
             key += f"#{int(time.time() // ttl)}"
         found = self.cache.get(f"{key}:{encoding}")
         if found is not None:
-            RENDERED_CACHE.labels("hit").inc()
+            CACHE_HITS.inc()
             return found
         plain = self.cache.get(f"{key}:identity") if encoding != "identity" else None
         if plain is None:
             spec = self.catalog.resolve(path)
             if spec is None:
                 return None
-            RENDERED_CACHE.labels("miss").inc()
+            CACHE_MISSES.inc()
             feed = self.catalog.build(spec, limit)
             with RENDER_SECONDS.labels(extension).time():
                 body = render(feed, extension)
             plain = Rendered(body, etag_of(body), feed.updated.timestamp())
             self.cache.set(f"{key}:identity", plain, ttl)
         else:
-            RENDERED_CACHE.labels("hit").inc()  # rendered already; only compressed now
+            CACHE_HITS.inc()  # rendered already; only compressed now
         if encoding == "identity":
             return plain
         encoded = Rendered(compress(plain.body, encoding), f"{plain.etag}-{encoding}", plain.last_modified)

@@ -6,7 +6,9 @@ import logging
 import os
 import re
 import subprocess
+import select
 import sys
+import time
 import urllib.request
 
 import pytest
@@ -15,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from feeds import create_app
 from feeds.config import load_settings
 from feeds.errors import ConfigError
+from feeds.metrics import BufferedLines
 from tests.conftest import article, jsonl, make_settings
 from tests.test_serve import free_port, wait_until_up
 
@@ -121,6 +124,77 @@ def test_one_log_line_per_request(client, caplog):
     assert " bytes=0 " in lines[1] and lines[1].startswith("method=HEAD ")
     # a hostile path stays on one line and cannot forge keys
     assert lines[2].startswith('method=GET path="/feeds/a\\"b c\\nd=e.rss" status=404 ')
+
+
+def buffered(interval: float = 0.2):
+    """A BufferedLines handler on a pipe of its own, and a reader of what reached the pipe."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    handler = BufferedLines(write_end, interval)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logger = logging.getLogger(f"feeds.test.{id(handler)}")
+    logger.propagate = False
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+    def written() -> bytes:
+        try:
+            return os.read(read_end, 1 << 20)
+        except BlockingIOError:
+            return b""
+
+    return logger, handler, written
+
+
+def test_log_lines_are_written_in_batches_in_order_and_at_once_for_a_warning():
+    logger, handler, written = buffered(interval=0.2)
+    for n in range(3):
+        logger.info("line %d 中文", n)
+    assert written() == b""  # held: a poll costs no system call
+    time.sleep(0.5)
+    assert written() == "INFO line 0 中文\nINFO line 1 中文\nINFO line 2 中文\n".encode()
+    logger.info("before")
+    logger.warning("trouble")
+    assert written() == b"INFO before\nWARNING trouble\n"  # a warning goes out at once, after what came first
+    logger.info("at exit")
+    handler.flush()  # what logging.shutdown does at exit
+    assert written() == b"INFO at exit\n"
+
+
+def test_log_batches_never_split_a_line_past_pipe_buf(monkeypatch):
+    logger, handler, written = buffered(interval=60)
+    lines = [f"{n:04d} " + "x" * 300 for n in range(100)]  # 30 KB: several writes
+    for line in lines:
+        logger.info(line)
+    chunks = []
+    real_write = os.write
+
+    def recording_write(fd, data):
+        chunks.append(bytes(data))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", recording_write)
+    handler.flush()
+    monkeypatch.undo()
+    assert len(chunks) > 1 and all(len(chunk) <= select.PIPE_BUF and chunk.endswith(b"\n") for chunk in chunks)
+    received = b""
+    while part := written():
+        received += part
+    assert received.decode().splitlines() == [f"INFO {line}" for line in lines]
+
+
+def test_a_forked_child_does_not_write_its_parents_lines_again():
+    logger, handler, written = buffered(interval=60)
+    logger.info("parent's")
+    pid = os.fork()
+    if pid == 0:  # the child: log one line of its own and flush, as a gunicorn worker would at exit
+        logger.info("child's")
+        handler.flush()
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert written() == b"INFO child's\n"
+    handler.flush()
+    assert written() == b"INFO parent's\n"
 
 
 def test_an_error_is_logged_with_its_trace_and_not_shown(app, caplog):
