@@ -72,6 +72,7 @@ class CacheSettings:
     ttl: int = 86_400
     hot_ttl: int = 60
     retry_after: int = 5
+    recheck_seconds: int = 1
 
 
 @dataclass(frozen=True)
@@ -252,6 +253,8 @@ def _check(settings: Settings) -> None:
     for key, value in positive.items():
         if value < 1:
             raise ConfigError(f"{key}: must be at least 1, got {value}")
+    if settings.cache.recheck_seconds < 0:
+        raise ConfigError(f"cache.recheck_seconds: must not be negative, got {settings.cache.recheck_seconds}")
     if settings.feeds.max_age < 0:
         raise ConfigError(f"feeds.max_age: must not be negative, got {settings.feeds.max_age}")
     if settings.feeds.default_limit > settings.feeds.max_limit:

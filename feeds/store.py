@@ -169,8 +169,10 @@ class Store:
         category_slugs: dict[str, str] | None = None,
         source_slugs: dict[str, str] | None = None,
         on_change: Callable[[set[str]], None] | None = None,
+        recheck_seconds: float = 0,
     ):
-        """``on_change`` is called after each committed write with the scopes it changed."""
+        """``on_change`` is called after each committed write with the scopes it changed.
+        A feed version read is trusted for ``recheck_seconds`` (see ``version``)."""
         self.url = url
         self.engine = _engine(url)
         self._category_slugs = category_slugs or {}
@@ -179,6 +181,9 @@ class Store:
         self._versions = threading.local()
         self._versions_lock = threading.Lock()
         self._version_connections: list[Any] = []
+        self.recheck_seconds = recheck_seconds
+        self._known_versions: dict[str, tuple[int, float]] = {}  # scope -> (version, trusted until)
+        self._commits = 0  # writes committed through this store: a version read across one is not kept
         placeholder = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
         self._version_sql = f"SELECT version FROM feed_versions WHERE scope = {placeholder}"
 
@@ -508,8 +513,13 @@ class Store:
                             result = work(conn)
                     finally:
                         conn.info.pop("feeds_changed", None)
-                if changed and self.on_change is not None:
-                    self.on_change(changed)
+                if changed:
+                    with self._versions_lock:
+                        self._commits += 1
+                        for scope in changed:
+                            self._known_versions.pop(scope, None)
+                    if self.on_change is not None:
+                        self.on_change(changed)
                 return result
             except sa.exc.IntegrityError:
                 if attempt == 4:
@@ -520,9 +530,24 @@ class Store:
     def version(self, scope: str) -> int:
         """How many times what the feeds of ``scope`` show has changed (0: never).
 
-        Every poll asks this, so it skips SQLAlchemy's pool and statement machinery:
-        each thread keeps one autocommit driver connection for it alone.
+        Every poll asks this. A version read from the database is trusted for
+        ``recheck_seconds``, so that a busy feed costs each process one lookup a period, not
+        one a poll: a change committed through another process or instance shows within
+        that time, one committed through this store at once (``_write`` forgets what it bumped).
         """
+        known = self._known_versions.get(scope)
+        if known is not None and time.monotonic() < known[1]:
+            return known[0]
+        commits = self._commits
+        version = self._read_version(scope)
+        if version and self.recheck_seconds and commits == self._commits:
+            # Only versions that exist are kept: a scope is anyone's text (it comes from the URL).
+            self._known_versions[scope] = (version, time.monotonic() + self.recheck_seconds)
+        return version
+
+    def _read_version(self, scope: str) -> int:
+        """The version in the database. Skips SQLAlchemy's pool and statement machinery:
+        each thread keeps one autocommit driver connection for it alone."""
         if not _storable(scope):
             return 0
         for attempt in (1, 2):  # a connection the server dropped gets one fresh try

@@ -90,6 +90,45 @@ def test_the_version_lookup_reads_what_other_connections_commit(database_url):
     store.close()
 
 
+def test_a_version_read_is_trusted_for_recheck_seconds_and_the_stores_own_writes_show_at_once(sqlite_url, monkeypatch):
+    polls = Store(sqlite_url, recheck_seconds=1)  # the store of one serving process
+    polls.migrate()
+    elsewhere = Store(sqlite_url)  # another worker process or instance
+    settings = make_settings(sqlite_url)
+    from feeds.validate import article_from_dict
+
+    def write(store, article_id):
+        store.upsert_articles([article_from_dict(other(article_id, "热点/国内"), settings)])
+
+    lookups = []
+    original = polls._read_version
+    monkeypatch.setattr(polls, "_read_version", lambda scope: lookups.append(scope) or original(scope))
+    write(elsewhere, "x1")
+    assert polls.version("all") == 1 and lookups == ["all"]
+    write(elsewhere, "x2")
+    assert [polls.version("all") for _ in range(5)] == [1] * 5 and lookups == ["all"]  # trusted: no lookup
+    time.sleep(1.1)
+    assert polls.version("all") == 2 and lookups == ["all", "all"]
+    write(polls, "x3")  # through this store: forgotten at once, whatever the period says
+    assert polls.version("all") == 3 and polls.version("category:redian") == 3
+    assert [polls.version("category:nowhere") for _ in range(3)] == [0] * 3
+    assert lookups.count("category:nowhere") == 3  # a scope with no row is not kept: URLs are anyone's text
+    polls.close(), elsewhere.close()
+
+
+def test_recheck_seconds_zero_looks_up_on_every_poll(sqlite_url):
+    polls = Store(sqlite_url, recheck_seconds=0)
+    polls.migrate()
+    elsewhere = Store(sqlite_url)
+    with elsewhere.engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO feed_versions (scope, version) VALUES ('all', 7)")
+    assert polls.version("all") == 7
+    with elsewhere.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE feed_versions SET version = 8 WHERE scope = 'all'")
+    assert polls.version("all") == 8
+    polls.close(), elsewhere.close()
+
+
 def test_a_write_invalidates_exactly_the_feeds_it_touches(loaded, builds):
     paths = ["all", "category/redian", "category/redian/guonei", "category/caijing", "source/xinhuashe", "source/jingjiribao"]
     before = {path: loaded.get(f"/feeds/{path}.rss").data for path in paths}
@@ -130,14 +169,17 @@ def test_delete_and_reads_invalidate(loaded, builds):
     assert builds == ["all", "hot/daily"]
 
 
-def test_a_write_through_another_instance_is_seen_at_once(loaded, app, settings):
+def test_a_write_through_another_instance_is_seen_within_recheck_seconds(loaded, app, settings):
     loaded.get("/feeds/all.rss")
     elsewhere = create_app(settings)  # another process's app on the same database
     try:
         elsewhere.test_client().post("/api/articles", json=other("z", "体育"), headers={"Authorization": "Bearer s3cret"})
     finally:
         elsewhere.extensions["feeds"].store.close()
-    assert "标题z" in loaded.get("/feeds/all.rss").get_data(as_text=True)
+    deadline = time.monotonic() + settings.cache.recheck_seconds + 0.5
+    while "标题z" not in loaded.get("/feeds/all.rss").get_data(as_text=True):
+        assert time.monotonic() < deadline, "not seen within cache.recheck_seconds"
+        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("encoding, decode", [("gzip", gzip.decompress), ("br", brotli.decompress)])
