@@ -20,13 +20,14 @@ import bisect
 import itertools
 import json
 import random
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
-from feeds.store import Store, article_categories, articles, categories, metadata, sources
+from feeds.store import Store, article_categories, articles, categories, feed_versions, metadata, sources
 from feeds.text import slugify
 
 TREE = {
@@ -80,6 +81,15 @@ class Dataset:
             at = _at(self.published[pk - 1])
             for depth in range(1, len(path) + 1):
                 yield {"category_id": self.category_ids[path[:depth]], "published": at, "article_pk": pk}
+
+    def scope_rows(self) -> Iterator[dict]:
+        """The feed_versions rows the store keeps through its writes: every scope, with its article count."""
+        yield {"scope": "all", "version": 1, "articles": self.articles}
+        for slug_path, size in self.category_sizes.items():
+            yield {"scope": f"category:{slug_path}", "version": 1, "articles": size}
+        per_source = Counter(1 + pk % len(self.sources) for pk in range(1, self.articles + 1))  # as article_rows
+        for source in self.sources:
+            yield {"scope": f"source:{source['slug']}", "version": 1, "articles": per_source[source["id"]]}
 
     def bucket_rows(self, table: sa.Table) -> Iterator[dict]:
         counts = self.buckets[table.name]
@@ -145,6 +155,7 @@ def load(store: Store, data: Dataset) -> None:
         _insert(conn, sources, iter(data.sources))
         _insert(conn, articles, data.article_rows())
         _insert(conn, article_categories, data.closure_rows())
+        _insert(conn, feed_versions, data.scope_rows())
         for table, _ in BUCKETS:
             _insert(conn, table, data.bucket_rows(table))
     if engine.dialect.name == "postgresql":

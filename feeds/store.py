@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -137,12 +138,15 @@ ranking_states = sa.Table(
 
 # One row per feed scope ("all", "category:<slug path>", "source:<slug>", "hot"): bumped
 # in the same transaction as any change to what its feeds show, so a rendered feed can
-# be cached under its version and never served stale (feeds/serving.py).
+# be cached under its version and never served stale (feeds/serving.py); and how many
+# articles the scope holds (a category with its descendants), kept in the same
+# transaction, so that numbering archive pages costs one lookup, not a count of them all.
 feed_versions = sa.Table(
     "feed_versions",
     metadata,
     sa.Column("scope", sa.String(1100), primary_key=True),
     sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("articles", sa.BigInteger, nullable=False, server_default="0"),
 )
 
 Outcome = Literal["created", "updated", "unchanged"]
@@ -240,6 +244,7 @@ class Store:
                 return False
             pk = row.pk
             self._bump(conn, self._scopes(conn, {row.category_id}, {row.source_id}))
+            self._count(conn, added=[], removed=[(row.category_id, row.source_id)])
             for table in (article_categories, reads_minutely, reads_hourly, reads_daily):
                 conn.execute(table.delete().where(table.c.article_pk == pk))
             conn.execute(articles.delete().where(articles.c.pk == pk))
@@ -344,8 +349,9 @@ class Store:
             if source is not None:
                 members = members.where(articles.c.source_id == sa.select(sources.c.id).where(sources.c.slug == source.slug).scalar_subquery())
             order = (articles.c.published, articles.c.pk)
+        scope = f"category:{category.slug_path}" if category else f"source:{source.slug}" if source else "all"
         with self._read() as conn:
-            total = int(conn.scalar(sa.select(sa.func.count()).select_from(members.subquery())) or 0)
+            total = int(conn.scalar(sa.select(feed_versions.c.articles).where(feed_versions.c.scope == scope)) or 0)
             if page is None:
                 return total, []
             run = members.order_by(*order).offset((page - 1) * size).limit(size).subquery()
@@ -595,19 +601,47 @@ class Store:
         conn.info["feeds_changed"].update(scopes)
 
     @staticmethod
+    def _count(conn: Connection, added: list[tuple[int | None, int | None]], removed: list[tuple[int | None, int | None]]) -> None:
+        """Move the article counts of the scopes that articles joined (``added``: their category
+        and source) and left (``removed``), in the caller's transaction, after ``_bump`` has made
+        their rows."""
+        category_scopes, source_scopes = Store._scope_names(conn, {c for c, _ in added + removed}, {s for _, s in added + removed})
+        deltas: Counter[str] = Counter()
+        for members, step in ((added, 1), (removed, -1)):
+            for category_id, source_id in members:
+                for scope in ("all", *category_scopes.get(category_id, ()), *source_scopes.get(source_id, ())):
+                    deltas[scope] += step
+        moved = [{"moved_scope": scope, "delta": delta} for scope, delta in sorted(deltas.items()) if delta]
+        if moved:
+            conn.execute(
+                feed_versions.update().where(feed_versions.c.scope == sa.bindparam("moved_scope"))
+                .values(articles=feed_versions.c.articles + sa.bindparam("delta")),
+                moved,
+            )
+
+    @staticmethod
     def _scopes(conn: Connection, category_ids: set[int | None], source_ids: set[int | None]) -> set[str]:
         """The scopes an article in these categories and sources shows in: everything, hot lists,
         its category and every ancestor, its source."""
-        scopes = {"all", "hot"}
-        category_ids.discard(None)
-        source_ids.discard(None)
+        category_scopes, source_scopes = Store._scope_names(conn, category_ids, source_ids)
+        return {"all", "hot", *(scope for scopes in (*category_scopes.values(), *source_scopes.values()) for scope in scopes)}
+
+    @staticmethod
+    def _scope_names(
+        conn: Connection, category_ids: set[int | None], source_ids: set[int | None]
+    ) -> tuple[dict[int, tuple[str, ...]], dict[int, tuple[str]]]:
+        """The scopes of each category (itself and every ancestor) and of each source."""
+        category_scopes: dict[int, tuple[str, ...]] = {}
+        source_scopes: dict[int, tuple[str]] = {}
+        category_ids, source_ids = category_ids - {None}, source_ids - {None}
         if category_ids:
-            for slug_path in conn.execute(sa.select(categories.c.slug_path).where(categories.c.id.in_(category_ids))).scalars():
+            for category_id, slug_path in conn.execute(sa.select(categories.c.id, categories.c.slug_path).where(categories.c.id.in_(category_ids))):
                 parts = slug_path.split("/")
-                scopes.update("category:" + "/".join(parts[:depth]) for depth in range(1, len(parts) + 1))
+                category_scopes[category_id] = tuple("category:" + "/".join(parts[:depth]) for depth in range(1, len(parts) + 1))
         if source_ids:
-            scopes.update("source:" + slug for slug in conn.execute(sa.select(sources.c.slug).where(sources.c.id.in_(source_ids))).scalars())
-        return scopes
+            for source_id, slug in conn.execute(sa.select(sources.c.id, sources.c.slug).where(sources.c.id.in_(source_ids))):
+                source_scopes[source_id] = ("source:" + slug,)
+        return category_scopes, source_scopes
 
     def _article_select(self, *extra: Any) -> sa.Select:
         return (
@@ -648,6 +682,8 @@ class Store:
         outcomes: list[Outcome] = []
         touched_categories: set[int | None] = set()
         touched_sources: set[int | None] = set()
+        added: list[tuple[int | None, int | None]] = []  # (category, source) of each article that joins them
+        removed: list[tuple[int | None, int | None]] = []  # ... and of each that leaves them
         for article in batch:
             values = {
                 "id": article.id,
@@ -667,6 +703,7 @@ class Store:
             if old is None:
                 pk = conn.execute(articles.insert().values(values)).inserted_primary_key[0]
                 outcomes.append("created")
+                added.append((values["category_id"], values["source_id"]))
             else:
                 pk = old["pk"]
                 changed = any(old[key] != values[key] for key in _COMPARED)
@@ -677,6 +714,9 @@ class Store:
                     continue
                 touched_categories.add(old["category_id"])
                 touched_sources.add(old["source_id"])
+                if (old["category_id"], old["source_id"]) != (values["category_id"], values["source_id"]):
+                    removed.append((old["category_id"], old["source_id"]))
+                    added.append((values["category_id"], values["source_id"]))
             touched_categories.add(values["category_id"])
             touched_sources.add(values["source_id"])
             if old is not None:
@@ -697,6 +737,7 @@ class Store:
                 )
         if any(outcome != "unchanged" for outcome in outcomes):
             self._bump(conn, self._scopes(conn, touched_categories, touched_sources))
+            self._count(conn, added, removed)
         return outcomes
 
     def _ensure_categories(self, conn: Connection, paths: Iterable[tuple[str, ...]]) -> dict[tuple[str, ...], int]:
