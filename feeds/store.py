@@ -309,10 +309,11 @@ class Store:
     def newest(self, limit: int, category: Category | None = None, source: Source | None = None) -> list[Article]:
         """The newest ``limit`` articles overall, of a category and its descendants, or of a source."""
         if category is not None:
+            # The category's id as a scalar subquery, not a join: PostgreSQL then reads the newest
+            # `limit` entries backwards along the primary key instead of sorting all of them.
             ranked = (
                 sa.select(article_categories.c.article_pk.label("pk"), article_categories.c.published)
-                .join(categories, categories.c.id == article_categories.c.category_id)
-                .where(categories.c.slug_path == category.slug_path)
+                .where(article_categories.c.category_id == self._category_id(category))
                 .order_by(article_categories.c.published.desc(), article_categories.c.article_pk.desc())
                 .limit(limit)
                 .subquery()
@@ -340,8 +341,7 @@ class Store:
         if category is not None:
             members = (
                 sa.select(article_categories.c.article_pk.label("pk"), article_categories.c.published)
-                .join(categories, categories.c.id == article_categories.c.category_id)
-                .where(categories.c.slug_path == category.slug_path)
+                .where(article_categories.c.category_id == self._category_id(category))
             )
             order = (article_categories.c.published, article_categories.c.article_pk)
         else:
@@ -642,6 +642,10 @@ class Store:
             for source_id, slug in conn.execute(sa.select(sources.c.id, sources.c.slug).where(sources.c.id.in_(source_ids))):
                 source_scopes[source_id] = ("source:" + slug,)
         return category_scopes, source_scopes
+
+    @staticmethod
+    def _category_id(category: Category) -> sa.ScalarSelect[int]:
+        return sa.select(categories.c.id).where(categories.c.slug_path == category.slug_path).scalar_subquery()
 
     def _article_select(self, *extra: Any) -> sa.Select:
         return (
