@@ -546,16 +546,16 @@ class Store:
             return known[0]
         commits = self._commits
         version = self._read_version(scope)
-        if version and self.recheck_seconds and commits == self._commits:
-            # Only versions that exist are kept: a scope is anyone's text (it comes from the URL).
+        if version is not None and self.recheck_seconds and commits == self._commits:
+            # Only scopes with a row are kept: a scope is anyone's text (it comes from the URL).
             self._known_versions[scope] = (version, time.monotonic() + self.recheck_seconds)
-        return version
+        return version or 0
 
-    def _read_version(self, scope: str) -> int:
-        """The version in the database. Skips SQLAlchemy's pool and statement machinery:
+    def _read_version(self, scope: str) -> int | None:
+        """The version in the database, None without a row. Skips SQLAlchemy's pool and statement machinery:
         each thread keeps one autocommit driver connection for it alone."""
         if not _storable(scope):
-            return 0
+            return None
         for attempt in (1, 2):  # a connection the server dropped gets one fresh try
             connection = getattr(self._versions, "connection", None)
             fresh = connection is None
@@ -583,7 +583,7 @@ class Store:
                         self._version_connections.remove(connection)
                 if fresh or attempt == 2:
                     raise StoreUnavailable(f"cannot read feed versions: {exc}") from exc
-        return int(row[0]) if row else 0
+        return int(row[0]) if row else None
 
     @staticmethod
     def _bump(conn: Connection, scopes: set[str]) -> None:

@@ -113,6 +113,9 @@ def test_a_version_read_is_trusted_for_recheck_seconds_and_the_stores_own_writes
     assert polls.version("all") == 3 and polls.version("category:redian") == 3
     assert [polls.version("category:nowhere") for _ in range(3)] == [0] * 3
     assert lookups.count("category:nowhere") == 3  # a scope with no row is not kept: URLs are anyone's text
+    with elsewhere.engine.begin() as conn:  # a row at version 0, as migration 0002 makes for a scope never changed
+        conn.exec_driver_sql("INSERT INTO feed_versions (scope, version, articles) VALUES ('source:quiet', 0, 0)")
+    assert [polls.version("source:quiet") for _ in range(3)] == [0] * 3 and lookups.count("source:quiet") == 1
     polls.close(), elsewhere.close()
 
 
