@@ -178,9 +178,11 @@ _BARE_VALUE = re.compile(r"[!#-<>-\[\]-~]+")  # printable ASCII but space, '"', 
 def logfmt(**fields: object) -> str:
     """``key=value`` pairs, one line whatever the values hold: any value but plain ASCII
     is quoted and escaped (a path can hold newlines, quotes, anything)."""
+    texts = [str(value) for value in fields.values()]
+    if all(texts) and _BARE_VALUE.fullmatch("".join(texts)):  # the usual line: every value bare, one check
+        return " ".join(f"{key}={text}" for key, text in zip(fields, texts))
     return " ".join(
-        f"{key}={text}" if _BARE_VALUE.fullmatch(text) else f"{key}={json.dumps(text)}"
-        for key, text in ((key, str(value)) for key, value in fields.items())
+        f"{key}={text}" if _BARE_VALUE.fullmatch(text) else f"{key}={json.dumps(text)}" for key, text in zip(fields, texts)
     )
 
 
@@ -191,9 +193,25 @@ def configure_logging() -> None:
     if package.handlers or logging.getLogger().handlers:
         return
     handler = BufferedLines()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.setFormatter(LineFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     package.addHandler(handler)
     package.setLevel(logging.INFO)
+
+
+class LineFormatter(logging.Formatter):
+    """logging's Formatter, with the date and time made once a second, not once a line."""
+
+    _second: tuple[int, str] = (-1, "")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 (logging's name)
+        if datefmt is not None:
+            return super().formatTime(record, datefmt)
+        second, stamp = self._second
+        if second != int(record.created):
+            second = int(record.created)
+            stamp = time.strftime(self.default_time_format, self.converter(second))
+            self._second = (second, stamp)
+        return self.default_msec_format % (stamp, record.msecs)
 
 
 class BufferedLines(logging.Handler):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import NoReturn
+from urllib.parse import parse_qsl
 
 from flask import Blueprint, Response, abort, current_app, request
 from lxml import etree
@@ -85,10 +86,11 @@ def no_feed(path: str) -> NoReturn:
 
 def requested_limit(path: str = "") -> int:
     """``?limit=``, checked; without one, a hot list's size or the default."""
-    feeds = settings().feeds
-    raw = request.args.get("limit")
+    site = settings()
+    raw = limit_asked(request.environ.get("QUERY_STRING", ""))
+    feeds = site.feeds
     if raw is None:
-        return settings().hot.size if path.startswith("hot/") else feeds.default_limit
+        return site.hot.size if path.startswith("hot/") else feeds.default_limit
     if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= feeds.max_limit:
         abort(400, description=f"limit must be a whole number from 1 to {feeds.max_limit}, got {raw!r}.")
     return int(raw)
@@ -121,6 +123,13 @@ def client_has(rendered: Rendered, environ: dict[str, str]) -> bool:
         return if_none_match == f'"{rendered.etag}"' or parse_etags(if_none_match).contains_weak(rendered.etag)
     since = parse_date(environ.get("HTTP_IF_MODIFIED_SINCE"))
     return since is not None and rendered.last_modified is not None and int(rendered.last_modified) <= since.timestamp()
+
+
+@lru_cache(maxsize=256)  # pollers ask with the same few query strings all day
+def limit_asked(query_string: str) -> str | None:
+    """The first ``limit`` of a WSGI query string, as ``request.args`` would give it."""
+    text = query_string.encode("latin-1", "replace").decode("utf-8", "replace")  # WSGI hands bytes as latin-1
+    return next((value for name, value in parse_qsl(text, keep_blank_values=True, errors="replace") if name == "limit"), None)
 
 
 @lru_cache(maxsize=64)  # polls repeat a handful of Accept-Encoding values all day
