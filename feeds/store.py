@@ -688,6 +688,29 @@ class Store:
         touched_sources: set[int | None] = set()
         added: list[tuple[int | None, int | None]] = []  # (category, source) of each article that joins them
         removed: list[tuple[int | None, int | None]] = []  # ... and of each that leaves them
+        # New articles and closure rows are written a statement for many, not one each: on
+        # PostgreSQL every statement is a round trip.
+        new: dict[str, tuple[dict[str, Any], Article]] = {}
+        closure: list[dict[str, Any]] = []
+
+        def place(article: Article, pk: int) -> None:
+            closure.extend(
+                {"category_id": category_ids[article.category[:depth]], "article_pk": pk, "published": article.published}
+                for depth in range(1, len(article.category) + 1)
+            )
+
+        def write_new() -> None:
+            if new:
+                rows = [values for values, _ in new.values()]
+                pks = conn.execute(articles.insert().returning(articles.c.pk, sort_by_parameter_order=True), rows).scalars()
+                for (values, article), pk in zip(new.values(), pks):
+                    existing[article.id] = {**values, "pk": pk}
+                    place(article, pk)
+                new.clear()
+            if closure:
+                conn.execute(article_categories.insert(), closure)
+                closure.clear()
+
         for article in batch:
             values = {
                 "id": article.id,
@@ -703,42 +726,36 @@ class Store:
                 "published": article.published,
                 "updated": article.updated,
             }
+            if article.id in new:  # the same id again in this batch: an edit of the one just made
+                write_new()
             old = existing.get(article.id)
             if old is None:
-                pk = conn.execute(articles.insert().values(values)).inserted_primary_key[0]
+                new[article.id] = (values, article)
                 outcomes.append("created")
                 added.append((values["category_id"], values["source_id"]))
-            else:
-                pk = old["pk"]
-                changed = any(old[key] != values[key] for key in _COMPARED)
-                if values["updated"] is None:
-                    values["updated"] = now if changed else old["updated"]
-                if not changed and values["updated"] == old["updated"]:
-                    outcomes.append("unchanged")
-                    continue
-                touched_categories.add(old["category_id"])
-                touched_sources.add(old["source_id"])
-                if (old["category_id"], old["source_id"]) != (values["category_id"], values["source_id"]):
-                    removed.append((old["category_id"], old["source_id"]))
-                    added.append((values["category_id"], values["source_id"]))
-            touched_categories.add(values["category_id"])
-            touched_sources.add(values["source_id"])
-            if old is not None:
-                conn.execute(articles.update().where(articles.c.pk == pk).values(values))
-                outcomes.append("updated")
-                if old["category_id"] == values["category_id"] and old["published"] == values["published"]:
-                    existing[article.id] = {**values, "pk": pk}
-                    continue
-                conn.execute(article_categories.delete().where(article_categories.c.article_pk == pk))
+                touched_categories.add(values["category_id"])
+                touched_sources.add(values["source_id"])
+                continue
+            pk = old["pk"]
+            changed = any(old[key] != values[key] for key in _COMPARED)
+            if values["updated"] is None:
+                values["updated"] = now if changed else old["updated"]
+            if not changed and values["updated"] == old["updated"]:
+                outcomes.append("unchanged")
+                continue
+            touched_categories.update((old["category_id"], values["category_id"]))
+            touched_sources.update((old["source_id"], values["source_id"]))
+            if (old["category_id"], old["source_id"]) != (values["category_id"], values["source_id"]):
+                removed.append((old["category_id"], old["source_id"]))
+                added.append((values["category_id"], values["source_id"]))
+            conn.execute(articles.update().where(articles.c.pk == pk).values(values))
+            outcomes.append("updated")
             existing[article.id] = {**values, "pk": pk}
-            if article.category:
-                conn.execute(
-                    article_categories.insert(),
-                    [
-                        {"category_id": category_ids[article.category[:depth]], "article_pk": pk, "published": article.published}
-                        for depth in range(1, len(article.category) + 1)
-                    ],
-                )
+            if old["category_id"] != values["category_id"] or old["published"] != values["published"]:
+                write_new()  # the rows to delete may be among those not yet written
+                conn.execute(article_categories.delete().where(article_categories.c.article_pk == pk))
+                place(article, pk)
+        write_new()
         if any(outcome != "unchanged" for outcome in outcomes):
             self._bump(conn, self._scopes(conn, touched_categories, touched_sources))
             self._count(conn, added, removed)

@@ -401,3 +401,15 @@ def test_import_pings_too(sqlite_url, hub, runner, write_jsonl, tmp_path):
         assert "http://feeds.test/feeds/category/tiyu.atom" in {ping["hub.url"] for ping in hub.pings}
     finally:
         app.extensions["feeds"].store.close()
+
+
+def test_a_batch_with_unchanged_articles_invalidates_only_what_changed(loaded, builds):
+    paths = ["all", "category/redian/guonei", "category/caijing", "source/xinhuashe", "source/jingjiribao"]
+    for path in paths:
+        loaded.get(f"/feeds/{path}.rss")
+    builds.clear()
+    unchanged = other("b", "财经/股票", source="经济日报")  # as the fixture stored it
+    assert [r["result"] for r in post(loaded, [unchanged, other("c", "热点/国内")]).json["results"]] == ["unchanged", "created"]
+    for path in paths:
+        loaded.get(f"/feeds/{path}.rss")
+    assert sorted(builds) == ["all", "category/redian/guonei", "source/xinhuashe"]
