@@ -119,7 +119,7 @@ def client_has(rendered: Rendered, environ: dict[str, str]) -> bool:
     pollers send back exactly the ETag they were given, which needs no parsing.
     """
     if_none_match = environ.get("HTTP_IF_NONE_MATCH")
-    if if_none_match is not None:
+    if if_none_match:
         return if_none_match == f'"{rendered.etag}"' or parse_etags(if_none_match).contains_weak(rendered.etag)
     since = parse_date(environ.get("HTTP_IF_MODIFIED_SINCE"))
     return since is not None and rendered.last_modified is not None and int(rendered.last_modified) <= since.timestamp()

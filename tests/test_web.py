@@ -37,6 +37,12 @@ def test_if_none_match_gives_304_without_body(loaded, client):
     assert response.headers["ETag"] == etag
     assert client.get("/feeds/all.rss", headers={"If-None-Match": '"something-else"'}).status_code == 200
     assert client.get("/feeds/all.rss", headers={"If-None-Match": f'"x", {etag}'}).status_code == 304
+    assert client.get("/feeds/all.rss", headers={"If-None-Match": f"W/{etag}"}).status_code == 304  # weak comparison
+    assert client.get("/feeds/all.rss", headers={"If-None-Match": "*"}).status_code == 304
+    assert client.get("/feeds/all.rss", headers={"If-None-Match": etag[:-2] + '"'}).status_code == 200
+    last_modified = client.get("/feeds/all.rss").headers["Last-Modified"]
+    # an empty If-None-Match is no validator: If-Modified-Since decides
+    assert client.get("/feeds/all.rss", headers={"If-None-Match": "", "If-Modified-Since": last_modified}).status_code == 304
 
 
 def test_if_modified_since(loaded, client):
