@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from feeds.cache import open_cache
+from feeds.cache import ChangeNews, open_cache
 from feeds.catalog import Catalog, feed_address
 from feeds.config import Settings, load_settings
 from feeds.errors import StoreUnavailable
@@ -47,20 +47,25 @@ def open_services(settings: Settings) -> Services:
     from feeds.stats import PollCounter  # not at the top: feeds.stats needs feeds.api, which needs this module
 
     publisher = Publisher(settings.websub.hubs)
+    shared = settings.cache.url.startswith(("redis://", "rediss://"))
+    news = ChangeNews(settings.cache.url, settings.cache.retry_after) if shared else None
     store = Store(settings.database.url, settings.slugs.categories, settings.slugs.sources,
-                  on_change=_announcer(settings, publisher), recheck_seconds=settings.cache.recheck_seconds)
+                  on_change=_announcer(settings, publisher, news), recheck_seconds=settings.cache.recheck_seconds)
     store.migrate()
     catalog = Catalog(store, settings)
-    return Services(settings, store, catalog, RenderedFeeds(store, catalog, open_cache(settings.cache.url, settings.cache.retry_after), settings), publisher,
-                    PollCounter(store, settings))
+    feeds = RenderedFeeds(store, catalog, open_cache(settings.cache.url, settings.cache.retry_after), settings, news)
+    return Services(settings, store, catalog, feeds, publisher, PollCounter(store, settings))
 
 
-def _announcer(settings: Settings, publisher: Publisher) -> Callable[[set[str]], None]:
-    """Ping the hubs for every feed URL a committed change touched. Reads arrive all the
-    time; the hot lists are announced at most once per ``cache.hot_ttl``."""
+def _announcer(settings: Settings, publisher: Publisher, news: ChangeNews | None) -> Callable[[set[str]], None]:
+    """Tell the other processes which scopes a committed change touched, and ping the hubs
+    for every feed URL it touched. Reads arrive all the time; the hot lists are announced
+    to hubs at most once per ``cache.hot_ttl``."""
     last_hot = [0.0]
 
     def announce(scopes: set[str]) -> None:
+        if news is not None:
+            news.publish(scopes)
         if not settings.websub.hubs:
             return
         if "hot" in scopes:

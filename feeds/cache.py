@@ -6,15 +6,20 @@ a write bumps the version and the next request looks under a new key. Old
 entries fall out by LRU (in memory) or by their time to live (Redis).
 
 Redis is shared by every instance; when it is down the service renders from
-the database (slower, never wrong) and tries Redis again after a pause.
+the database (slower, never wrong) and tries Redis again after a pause. Through
+Redis, too, each write tells every process which feed versions it moved
+(``ChangeNews``), so that none goes on trusting an old one.
 """
 from __future__ import annotations
 
+import json
 import logging
+import os
 import struct
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -129,3 +134,58 @@ def open_cache(url: str, retry_after: float = 5.0) -> Cache:
     if url.startswith(("redis://", "rediss://")):
         return RedisCache(url, retry_after)
     return MemoryCache()
+
+
+class ChangeNews:
+    """Which feed scopes a write changed, told to every process of the site through Redis pub/sub.
+
+    Each process trusts the versions it read for ``cache.recheck_seconds``
+    (``Store.version``); on this news it forgets those of the changed scopes at once, so a
+    write through one instance shows on the others at their next poll. Best effort: news
+    lost while Redis is away costs at most ``recheck_seconds`` of delay, never a wrong feed.
+    """
+
+    def __init__(self, url: str, retry_after: float = 5.0):
+        import redis
+
+        self.url = url
+        self.retry_after = retry_after
+        self.client = redis.Redis.from_url(url, socket_timeout=0.25, socket_connect_timeout=0.25)
+        # Channels are not per database: the database's number keeps sites sharing a server apart.
+        self.channel = f"feeds:changed:{self.client.connection_pool.connection_kwargs.get('db', 0)}"
+        self._listening: int | None = None  # the process whose listener runs (gunicorn forks workers)
+        self._down_until = 0.0
+
+    def publish(self, scopes: Iterable[str]) -> None:
+        if time.monotonic() < self._down_until:
+            return
+        try:
+            self.client.publish(self.channel, json.dumps(sorted(scopes)))
+        except Exception as exc:  # the others see the change within recheck_seconds all the same
+            log.warning("redis unavailable for change news for %.0f s: %s", self.retry_after, exc)
+            self._down_until = time.monotonic() + self.retry_after
+
+    def listen(self, forget: Callable[[set[str] | None], None]) -> None:
+        """Call ``forget`` with the scopes of every change told from now on, from a thread of
+        this process's own; a no-op once listening in this process."""
+        if self._listening == os.getpid():
+            return
+        self._listening = os.getpid()
+        threading.Thread(target=self._listen, args=(forget,), name="feeds-change-news", daemon=True).start()
+
+    def _listen(self, forget: Callable[[set[str] | None], None]) -> None:
+        import redis
+
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.25, socket_timeout=5, health_check_interval=10)
+        while True:
+            try:
+                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(self.channel)
+                forget(None)  # news may have been missed before this subscription: trust nothing read before
+                while True:
+                    message = pubsub.get_message(timeout=1.0)
+                    if message is not None:
+                        forget(set(json.loads(message["data"])))
+            except Exception as exc:
+                log.warning("change news from redis interrupted, listening again in %.0f s: %s", self.retry_after, exc)
+                time.sleep(self.retry_after)

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 import brotli
 
-from feeds.cache import Cache, Rendered
+from feeds.cache import Cache, ChangeNews, Rendered
 from feeds.catalog import Catalog
 from feeds.config import Settings
 from feeds.metrics import CACHE_HITS, CACHE_MISSES, RENDER_SECONDS
@@ -63,14 +63,17 @@ def compress(body: bytes, encoding: str) -> bytes:
 class RenderedFeeds:
     """Rendered feeds by path, format, limit and encoding, rendered at most once per content version."""
 
-    def __init__(self, store: Store, catalog: Catalog, cache: Cache, settings: Settings):
+    def __init__(self, store: Store, catalog: Catalog, cache: Cache, settings: Settings, news: ChangeNews | None = None):
         self.store = store
         self.catalog = catalog
         self.cache = cache
         self.settings = settings
+        self.news = news
 
     def get(self, path: str, extension: str, limit: int, encoding: str = "identity") -> Rendered | None:
         """The feed at ``path`` in the format ``extension``, encoded; None when there is no such feed."""
+        if self.news is not None:  # from the first poll on, in each process (gunicorn forks after start)
+            self.news.listen(self.store.forget_versions)
         scope = scope_of(path)
         key = f"{path}.{extension}?{limit}@{self.store.version(scope)}"
         ttl = self.settings.cache.ttl

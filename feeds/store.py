@@ -187,7 +187,7 @@ class Store:
         self._version_connections: list[Any] = []
         self.recheck_seconds = recheck_seconds
         self._known_versions: dict[str, tuple[int, float]] = {}  # scope -> (version, trusted until)
-        self._commits = 0  # writes committed through this store: a version read across one is not kept
+        self._changes = 0  # changes heard of (forget_versions): a version read across one is not kept
         placeholder = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
         self._version_sql = f"SELECT version FROM feed_versions WHERE scope = {placeholder}"
 
@@ -520,10 +520,7 @@ class Store:
                     finally:
                         conn.info.pop("feeds_changed", None)
                 if changed:
-                    with self._versions_lock:
-                        self._commits += 1
-                        for scope in changed:
-                            self._known_versions.pop(scope, None)
+                    self.forget_versions(changed)
                     if self.on_change is not None:
                         self.on_change(changed)
                 return result
@@ -539,17 +536,27 @@ class Store:
         Every poll asks this. A version read from the database is trusted for
         ``recheck_seconds``, so that a busy feed costs each process one lookup a period, not
         one a poll: a change committed through another process or instance shows within
-        that time, one committed through this store at once (``_write`` forgets what it bumped).
+        that time, one committed through this store, or told of by ``forget_versions``, at once.
         """
         known = self._known_versions.get(scope)
         if known is not None and time.monotonic() < known[1]:
             return known[0]
-        commits = self._commits
+        changes = self._changes
         version = self._read_version(scope)
-        if version is not None and self.recheck_seconds and commits == self._commits:
+        if version is not None and self.recheck_seconds and changes == self._changes:
             # Only scopes with a row are kept: a scope is anyone's text (it comes from the URL).
             self._known_versions[scope] = (version, time.monotonic() + self.recheck_seconds)
         return version or 0
+
+    def forget_versions(self, scopes: Iterable[str] | None = None) -> None:
+        """Stop trusting the versions read of ``scopes`` (None: of all): they changed, here or
+        through another process (``cache.ChangeNews``)."""
+        with self._versions_lock:
+            self._changes += 1
+            if scopes is None:
+                self._known_versions.clear()
+            for scope in scopes or ():
+                self._known_versions.pop(scope, None)
 
     def _read_version(self, scope: str) -> int | None:
         """The version in the database, None without a row. Skips SQLAlchemy's pool and statement machinery:

@@ -413,3 +413,47 @@ def test_a_batch_with_unchanged_articles_invalidates_only_what_changed(loaded, b
     for path in paths:
         loaded.get(f"/feeds/{path}.rss")
     assert sorted(builds) == ["all", "category/redian/guonei", "source/xinhuashe"]
+
+
+@pytest.mark.skipif(not REDIS_URL, reason="FEEDS_TEST_REDIS_URL is not set; the change news tests need Redis")
+def test_change_news_shows_a_write_on_another_instance_at_once(sqlite_url):
+    """With Redis, a process forgets the versions a write elsewhere moved as soon as it hears of
+    it: the other instance shows the write at its next poll, long before recheck_seconds."""
+    import redis
+
+    settings = make_settings(sqlite_url, api={"token": "s3cret"}, cache={"url": REDIS_URL, "recheck_seconds": 600})
+    writer, reader = create_app(settings), create_app(settings)
+    news = reader.extensions["feeds"].feeds.news
+    try:
+        assert post(writer.test_client(), other("a", "热点/国内")).status_code == 201
+        polls = reader.test_client()
+        polls.get("/feeds/all.rss")  # the reader's first poll starts its listener
+        listeners = redis.Redis.from_url(REDIS_URL)
+        deadline = time.monotonic() + 5
+        while dict(listeners.pubsub_numsub(news.channel))[news.channel.encode()] < 1:
+            assert time.monotonic() < deadline, "the reader never subscribed"
+            time.sleep(0.02)
+        time.sleep(0.2)  # past the listener's forgetting of all it trusted before subscribing
+        assert "标题a" in polls.get("/feeds/all.rss").get_data(as_text=True)  # read now, trusted for 600 s
+        assert post(writer.test_client(), other("b", "热点/国内")).status_code == 201
+        deadline = time.monotonic() + 5
+        while "标题b" not in polls.get("/feeds/all.rss").get_data(as_text=True):
+            assert time.monotonic() < deadline, "the reader went on trusting the version from before the write"
+            time.sleep(0.02)
+        assert "标题b" in polls.get("/feeds/category/redian.rss").get_data(as_text=True)
+    finally:
+        for app in (writer, reader):
+            app.extensions["feeds"].store.close()
+
+
+def test_change_news_with_redis_down_costs_a_write_nothing(sqlite_url, caplog):
+    settings = make_settings(sqlite_url, api={"token": "s3cret"}, cache={"url": "redis://127.0.0.1:1/0"})
+    app = create_app(settings)
+    try:
+        client = app.test_client()
+        for article_id in ("a", "b", "c"):
+            assert post(client, other(article_id, "热点/国内")).status_code == 201
+        assert "标题c" in client.get("/feeds/all.rss").get_data(as_text=True)
+        assert sum("unavailable for change news" in record.message for record in caplog.records) == 1  # then left alone
+    finally:
+        app.extensions["feeds"].store.close()
