@@ -177,15 +177,19 @@ class ChangeNews:
         import redis
 
         client = redis.Redis.from_url(self.url, socket_connect_timeout=0.25, socket_timeout=5, health_check_interval=10)
+        told = False  # of this outage: one warning, not one a retry
         while True:
             try:
                 pubsub = client.pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(self.channel)
                 forget(None)  # news may have been missed before this subscription: trust nothing read before
+                told = False
                 while True:
                     message = pubsub.get_message(timeout=1.0)
                     if message is not None:
                         forget(set(json.loads(message["data"])))
             except Exception as exc:
-                log.warning("change news from redis interrupted, listening again in %.0f s: %s", self.retry_after, exc)
+                if not told:
+                    log.warning("change news from redis interrupted, trying again every %.0f s: %s", self.retry_after, exc)
+                    told = True
                 time.sleep(self.retry_after)
