@@ -322,7 +322,7 @@ class Store:
         else:
             query = self._article_select()
             if source is not None:
-                query = query.where(articles.c.source_id == sa.select(sources.c.id).where(sources.c.slug == source.slug).scalar_subquery())
+                query = query.where(articles.c.source_id == self._source_id(source))
             query = query.limit(limit)
         query = query.order_by(articles.c.published.desc(), articles.c.pk.desc())
         with self._read() as conn:
@@ -347,7 +347,7 @@ class Store:
         else:
             members = sa.select(articles.c.pk, articles.c.published)
             if source is not None:
-                members = members.where(articles.c.source_id == sa.select(sources.c.id).where(sources.c.slug == source.slug).scalar_subquery())
+                members = members.where(articles.c.source_id == self._source_id(source))
             order = (articles.c.published, articles.c.pk)
         scope = f"category:{category.slug_path}" if category else f"source:{source.slug}" if source else "all"
         with self._read() as conn:
@@ -653,6 +653,10 @@ class Store:
     @staticmethod
     def _category_id(category: Category) -> sa.ScalarSelect[int]:
         return sa.select(categories.c.id).where(categories.c.slug_path == category.slug_path).scalar_subquery()
+
+    @staticmethod
+    def _source_id(source: Source) -> sa.ScalarSelect[int]:
+        return sa.select(sources.c.id).where(sources.c.slug == source.slug).scalar_subquery()
 
     def _article_select(self, *extra: Any) -> sa.Select:
         return (
