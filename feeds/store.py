@@ -243,8 +243,7 @@ class Store:
             if row is None:
                 return False
             pk = row.pk
-            self._bump(conn, self._scopes(conn, {row.category_id}, {row.source_id}))
-            self._count(conn, added=[], removed=[(row.category_id, row.source_id)])
+            self._changed(conn, {row.category_id}, {row.source_id}, added=[], removed=[(row.category_id, row.source_id)])
             for table in (article_categories, reads_minutely, reads_hourly, reads_daily):
                 conn.execute(table.delete().where(table.c.article_pk == pk))
             conn.execute(articles.delete().where(articles.c.pk == pk))
@@ -608,11 +607,19 @@ class Store:
         conn.info["feeds_changed"].update(scopes)
 
     @staticmethod
-    def _count(conn: Connection, added: list[tuple[int | None, int | None]], removed: list[tuple[int | None, int | None]]) -> None:
-        """Move the article counts of the scopes that articles joined (``added``: their category
-        and source) and left (``removed``), in the caller's transaction, after ``_bump`` has made
-        their rows."""
-        category_scopes, source_scopes = Store._scope_names(conn, {c for c, _ in added + removed}, {s for _, s in added + removed})
+    def _changed(
+        conn: Connection,
+        category_ids: set[int | None],
+        source_ids: set[int | None],
+        added: list[tuple[int | None, int | None]],
+        removed: list[tuple[int | None, int | None]],
+    ) -> None:
+        """Record a change in the caller's transaction: bump every scope an article in these
+        categories and sources shows in (everything, hot lists, its category and every ancestor,
+        its source), and move the article counts of the scopes that articles joined (``added``:
+        their category and source) and left (``removed``), both among those categories and sources."""
+        category_scopes, source_scopes = Store._scope_names(conn, category_ids, source_ids)
+        Store._bump(conn, {"all", "hot", *(scope for scopes in (*category_scopes.values(), *source_scopes.values()) for scope in scopes)})
         deltas: Counter[str] = Counter()
         for members, step in ((added, 1), (removed, -1)):
             for category_id, source_id in members:
@@ -625,13 +632,6 @@ class Store:
                 .values(articles=feed_versions.c.articles + sa.bindparam("delta")),
                 moved,
             )
-
-    @staticmethod
-    def _scopes(conn: Connection, category_ids: set[int | None], source_ids: set[int | None]) -> set[str]:
-        """The scopes an article in these categories and sources shows in: everything, hot lists,
-        its category and every ancestor, its source."""
-        category_scopes, source_scopes = Store._scope_names(conn, category_ids, source_ids)
-        return {"all", "hot", *(scope for scopes in (*category_scopes.values(), *source_scopes.values()) for scope in scopes)}
 
     @staticmethod
     def _scope_names(
@@ -768,8 +768,7 @@ class Store:
                 place(article, pk)
         write_new()
         if any(outcome != "unchanged" for outcome in outcomes):
-            self._bump(conn, self._scopes(conn, touched_categories, touched_sources))
-            self._count(conn, added, removed)
+            self._changed(conn, touched_categories, touched_sources, added, removed)
         return outcomes
 
     def _ensure_categories(self, conn: Connection, paths: Iterable[tuple[str, ...]]) -> dict[tuple[str, ...], int]:
