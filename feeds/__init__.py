@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from feeds.cache import ChangeNews, open_cache
+from feeds.cache import ChangeNews, is_redis, open_cache
 from feeds.catalog import Catalog, feed_address
 from feeds.config import Settings, load_settings
 from feeds.errors import StoreUnavailable
@@ -47,8 +47,7 @@ def open_services(settings: Settings) -> Services:
     from feeds.stats import PollCounter  # not at the top: feeds.stats needs feeds.api, which needs this module
 
     publisher = Publisher(settings.websub.hubs)
-    shared = settings.cache.url.startswith(("redis://", "rediss://"))
-    news = ChangeNews(settings.cache.url, settings.cache.retry_after) if shared else None
+    news = ChangeNews(settings.cache.url, settings.cache.retry_after) if is_redis(settings.cache.url) else None
     store = Store(settings.database.url, settings.slugs.categories, settings.slugs.sources,
                   on_change=_announcer(settings, publisher, news), recheck_seconds=settings.cache.recheck_seconds)
     store.migrate()

@@ -21,7 +21,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 log = logging.getLogger("feeds.cache")
 
@@ -90,50 +90,67 @@ class MemoryCache:
         self._size -= len(value.body)
 
 
+def is_redis(url: str) -> bool:
+    """Whether ``cache.url`` names a Redis shared by every instance."""
+    return url.startswith(("redis://", "rediss://"))
+
+
+def redis_client(url: str) -> Any:
+    """A client for the Redis at ``url`` with the short timeouts a request can afford."""
+    import redis
+
+    return redis.Redis.from_url(url, socket_timeout=0.25, socket_connect_timeout=0.25)
+
+
+class _Pause:
+    """After a Redis call fails, Redis is left alone for ``seconds``, so an outage costs one short
+    timeout, not one per request; one warning (``message``, with the seconds and the error) per pause."""
+
+    def __init__(self, seconds: float, message: str):
+        self.seconds = seconds
+        self.message = message
+        self._until = 0.0
+
+    def on(self) -> bool:
+        return time.monotonic() < self._until
+
+    def failed(self, exc: Exception) -> None:
+        if not self.on():
+            log.warning(self.message, self.seconds, exc)
+        self._until = time.monotonic() + self.seconds
+
+
 class RedisCache:
     """Rendered feeds in Redis, shared by every instance. A failing Redis is skipped for
     ``retry_after`` seconds, so an outage costs one short timeout, not one per request."""
 
     def __init__(self, url: str, retry_after: float = 5.0, prefix: str = "feeds:"):
-        import redis
-
-        self.client = redis.Redis.from_url(url, socket_timeout=0.25, socket_connect_timeout=0.25)
-        self.retry_after = retry_after
+        self.client = redis_client(url)
         self.prefix = prefix
-        self._down_until = 0.0
+        self._pause = _Pause(retry_after, "redis cache unavailable, serving from the database for %.0f s: %s")
 
     def get(self, key: str) -> Rendered | None:
-        if self._skipping():
+        if self._pause.on():
             return None
         try:
             data = self.client.get(self.prefix + key)
         except Exception as exc:  # redis.RedisError and socket errors alike: serve without the cache
-            self._failed(exc)
+            self._pause.failed(exc)
             return None
         return Rendered.loads(data) if data else None
 
     def set(self, key: str, value: Rendered, ttl: int) -> None:
-        if self._skipping():
+        if self._pause.on():
             return
         try:
             self.client.set(self.prefix + key, value.dumps(), ex=ttl)
         except Exception as exc:
-            self._failed(exc)
-
-    def _skipping(self) -> bool:
-        return time.monotonic() < self._down_until
-
-    def _failed(self, exc: Exception) -> None:
-        if not self._skipping():
-            log.warning("redis cache unavailable, serving from the database for %.0f s: %s", self.retry_after, exc)
-        self._down_until = time.monotonic() + self.retry_after
+            self._pause.failed(exc)
 
 
 def open_cache(url: str, retry_after: float = 5.0) -> Cache:
     """``redis://…`` or ``rediss://…`` for Redis; empty or ``memory://`` for this process alone."""
-    if url.startswith(("redis://", "rediss://")):
-        return RedisCache(url, retry_after)
-    return MemoryCache()
+    return RedisCache(url, retry_after) if is_redis(url) else MemoryCache()
 
 
 class ChangeNews:
@@ -146,24 +163,21 @@ class ChangeNews:
     """
 
     def __init__(self, url: str, retry_after: float = 5.0):
-        import redis
-
         self.url = url
         self.retry_after = retry_after
-        self.client = redis.Redis.from_url(url, socket_timeout=0.25, socket_connect_timeout=0.25)
+        self.client = redis_client(url)
         # Channels are not per database: the database's number keeps sites sharing a server apart.
         self.channel = f"feeds:changed:{self.client.connection_pool.connection_kwargs.get('db', 0)}"
         self._listening: int | None = None  # the process whose listener runs (gunicorn forks workers)
-        self._down_until = 0.0
+        self._pause = _Pause(retry_after, "redis unavailable for change news for %.0f s: %s")
 
     def publish(self, scopes: Iterable[str]) -> None:
-        if time.monotonic() < self._down_until:
+        if self._pause.on():
             return
         try:
             self.client.publish(self.channel, json.dumps(sorted(scopes)))
         except Exception as exc:  # the others see the change within recheck_seconds all the same
-            log.warning("redis unavailable for change news for %.0f s: %s", self.retry_after, exc)
-            self._down_until = time.monotonic() + self.retry_after
+            self._pause.failed(exc)
 
     def listen(self, forget: Callable[[set[str] | None], None]) -> None:
         """Call ``forget`` with the scopes of every change told from now on, from a thread of

@@ -40,6 +40,7 @@ from flask import Blueprint, Response, current_app, jsonify, render_template, re
 from markupsafe import Markup
 
 from feeds.api import ApiError, check_token, token_matches
+from feeds.cache import is_redis, redis_client
 from feeds.catalog import Catalog
 from feeds.config import Settings
 from feeds.store import FeedDay, PollCounts, PollStore, Store
@@ -120,10 +121,8 @@ class PollCounter:
         self._stopped = threading.Event()
         self._flusher: threading.Thread | None = None
         self._redis: Any = None
-        if settings.cache.url.startswith(("redis://", "rediss://")):
-            import redis
-
-            self._redis = redis.Redis.from_url(settings.cache.url, socket_timeout=0.25, socket_connect_timeout=0.25)
+        if is_redis(settings.cache.url):
+            self._redis = redis_client(settings.cache.url)
 
     def record(self, feed: str, address: str, user_agent: str, status: int, now: datetime | None = None) -> None:
         """Count one answered poll of ``feed`` (its path without the format)."""
