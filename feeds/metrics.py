@@ -53,6 +53,7 @@ REQUEST_SECONDS = Histogram("feeds_http_request_duration_seconds", "Time to answ
 RENDER_SECONDS = Histogram("feeds_feed_render_seconds", "Time to render a feed's bytes from its items, by format.", ["format"])
 QUERY_SECONDS = Histogram("feeds_store_query_seconds", "Time of each SQL statement the store runs.")
 RENDERED_CACHE = Counter("feeds_rendered_cache_total", "Rendered-feed lookups: hit (no rendering) or miss.", ["result"])
+CACHE_HITS, CACHE_MISSES = RENDERED_CACHE.labels("hit"), RENDERED_CACHE.labels("miss")
 IMPORTED = Counter("feeds_articles_imported_total", "Articles imported, by way in (api, cli) and result.", ["via", "result"])
 
 access_log = logging.getLogger("feeds.access")
@@ -60,9 +61,6 @@ access_log = logging.getLogger("feeds.access")
 # A request that matched no URL rule (a 404 or 405) is counted under this route, not its path,
 # so that scanners cannot make a series per path they try.
 UNMATCHED = "unmatched"
-
-
-CACHE_HITS, CACHE_MISSES = RENDERED_CACHE.labels("hit"), RENDERED_CACHE.labels("miss")
 
 
 def observe_request(route: str | None, status: int, seconds: float) -> None:
@@ -179,10 +177,10 @@ def logfmt(**fields: object) -> str:
     """``key=value`` pairs, one line whatever the values hold: any value but plain ASCII
     is quoted and escaped (a path can hold newlines, quotes, anything)."""
     texts = [str(value) for value in fields.values()]
-    if all(texts) and _BARE_VALUE.fullmatch("".join(texts)):  # the usual line: every value bare, one check
-        return " ".join(f"{key}={text}" for key, text in zip(fields, texts))
+    all_bare = all(texts) and _BARE_VALUE.fullmatch("".join(texts))  # the usual line: one check for every value
     return " ".join(
-        f"{key}={text}" if _BARE_VALUE.fullmatch(text) else f"{key}={json.dumps(text)}" for key, text in zip(fields, texts)
+        f"{key}={text}" if all_bare or _BARE_VALUE.fullmatch(text) else f"{key}={json.dumps(text)}"
+        for key, text in zip(fields, texts)
     )
 
 
