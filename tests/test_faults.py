@@ -16,21 +16,16 @@ import pytest
 from feeds.store import Store
 from tests.conftest import POSTGRES_URL
 from tests.test_cluster import (
-    RECHECK, Instance, Proxy, guid, guids, needs_services, news, own_database, own_redis, redis_number, within_recheck,
+    RECHECK, Instance, Proxy, guid, guids, needs_services, news, own_database, own_redis, redis_number, within,
+    within_recheck,
 )
 
-ROUNDS = 150  # bound of every wait-until loop, at POLL seconds a round
-POLL = 0.2
+RECOVERY = 30  # seconds within which the service recovers from an outage by itself
 
 
 def eventually(check, what: str):
-    """``check()``'s first truthy answer, polled at most ROUNDS times."""
-    for _ in range(ROUNDS):
-        found = check()
-        if found:
-            return found
-        time.sleep(POLL)
-    raise AssertionError(f"never happened: {what}")
+    """``check()``'s first truthy answer, within RECOVERY seconds."""
+    return within(RECOVERY, check, what)
 
 
 @pytest.fixture(scope="module")
