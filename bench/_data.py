@@ -11,7 +11,7 @@ window it was online.
 ``generate`` makes the data once; ``load`` puts it into a migrated, empty store
 with ``conn.execute(table.insert(), rows)`` (executemany) in chunks, the read
 events pre-summed into minute, hour and day buckets exactly as
-``Store.record_reads`` stores them, so a million events load in well under a
+``Store.reads.record`` stores them, so a million events load in well under a
 minute rather than the hours one ``Store`` call per article would take.
 """
 from __future__ import annotations
@@ -27,7 +27,8 @@ from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
-from feeds.store import Store, article_categories, articles, categories, feed_versions, metadata, sources
+from feeds.store import Store
+from feeds.store.schema import article_categories, articles, categories, feed_versions, metadata, sources
 from feeds.text import slugify
 
 TREE = {
@@ -149,7 +150,7 @@ def generate(n_articles: int, n_events: int, days: float = 8, article_days: floa
 
 def load(store: Store, data: Dataset) -> None:
     """Put ``data`` into an empty, migrated ``store`` in one transaction, parents first."""
-    engine = store.engine
+    engine = store.db.engine
     with engine.begin() as conn:
         _insert(conn, categories, iter(data.categories))
         _insert(conn, sources, iter(data.sources))
@@ -169,8 +170,8 @@ def analyze(store: Store) -> None:
     """What a production PostgreSQL does by itself: autovacuum analyzes the tables and sets
     the visibility map (which lets index-only scans skip the heap). SQLite is left alone:
     the application never runs ANALYZE there, so the plans measured are the ones it gets."""
-    if store.engine.dialect.name == "postgresql":
-        with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+    if store.db.engine.dialect.name == "postgresql":
+        with store.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.exec_driver_sql("VACUUM ANALYZE")
 
 

@@ -1,4 +1,4 @@
-"""How fast are the hot lists? Times ``Store.ranking`` on a realistic volume of reads.
+"""How fast are the hot lists? Times ``Store.rankings.top`` on a realistic volume of reads.
 
 Builds a database with 100,000 articles and 1,000,000 read events over the last
 8 days (see ``bench/_data.py`` for the data), then times, over repeated runs:
@@ -39,6 +39,7 @@ from feeds.catalog import Catalog  # noqa: E402
 from feeds.config import DatabaseSettings, Settings  # noqa: E402
 from feeds.model import ReadEvent  # noqa: E402
 from feeds.store import Store  # noqa: E402
+from feeds.store.rankings import Rankings  # noqa: E402
 
 
 def main() -> None:
@@ -105,7 +106,7 @@ def run(name: str, url: str, data: _data.Dataset, args: argparse.Namespace, note
     print(notes[-1], file=sys.stderr)
     settings = Settings(database=DatabaseSettings(url=url))  # the defaults, whatever ./config.toml says
     catalog = Catalog(store, settings)
-    category = store.category(args.category)
+    category = store.articles.category(args.category)
     assert category is not None, f"no category {args.category!r}"
     day, week = timedelta(hours=24), timedelta(hours=168)
     size = settings.hot.size
@@ -114,10 +115,10 @@ def run(name: str, url: str, data: _data.Dataset, args: argparse.Namespace, note
         return datetime.now(timezone.utc)
 
     cases: list[tuple[str, Callable[[], object]]] = [
-        ("ranking, daily", lambda: store.ranking(now(), day, size)),
-        ("ranking, weekly", lambda: store.ranking(now(), week, size)),
-        (f"ranking, daily, category {args.category}", lambda: store.ranking(now(), day, size, category)),
-        (f"ranking, weekly, category {args.category}", lambda: store.ranking(now(), week, size, category)),
+        ("ranking, daily", lambda: store.rankings.top(now(), day, size)),
+        ("ranking, weekly", lambda: store.rankings.top(now(), week, size)),
+        (f"ranking, daily, category {args.category}", lambda: store.rankings.top(now(), day, size, category)),
+        (f"ranking, weekly, category {args.category}", lambda: store.rankings.top(now(), week, size, category)),
         ("Catalog.build hot/daily (ranking + change tracking)", lambda: catalog.build(catalog.hot("daily"), size)),
     ]
     if hasattr(Store, "_top_by_threshold"):  # not in the store before the bound
@@ -132,7 +133,7 @@ def run(name: str, url: str, data: _data.Dataset, args: argparse.Namespace, note
         [ReadEvent(article_id, at, count) for article_id, at, count in _data.events_batch(rng, args.articles, args.batch, now())]
         for _ in range(args.runs + 1)
     ]
-    median, p95 = _time(lambda: store.record_reads(batches.pop()), args.runs)
+    median, p95 = _time(lambda: store.reads.record(batches.pop()), args.runs)
     rows.append((name, f"record_reads, batch of {args.batch:,} events", median, p95))
     print(f"{name}: record_reads: median {median:.1f} ms, p95 {p95:.1f} ms", file=sys.stderr)
     store.close()
@@ -141,12 +142,12 @@ def run(name: str, url: str, data: _data.Dataset, args: argparse.Namespace, note
 
 def _summing_all(store: Store, now: datetime, window: timedelta, limit: int) -> object:
     """The ranking as it is when no bound spares the long tail (a flat spread of reads)."""
-    bound = Store._top_by_threshold
-    Store._top_by_threshold = lambda *args: None  # type: ignore[method-assign]
+    bound = Rankings._top_by_threshold
+    Rankings._top_by_threshold = lambda *args: None  # type: ignore[method-assign]
     try:
-        return store.ranking(now, window, limit)
+        return store.rankings.top(now, window, limit)
     finally:
-        Store._top_by_threshold = bound  # type: ignore[method-assign]
+        Rankings._top_by_threshold = bound  # type: ignore[method-assign]
 
 
 def _time(work: Callable[[], object], runs: int) -> tuple[float, float]:
@@ -181,10 +182,10 @@ def _wipe(url: str) -> None:
 
 
 def _size(store: Store) -> str:
-    if store.engine.dialect.name == "postgresql":
-        with store.engine.connect() as conn:
+    if store.db.engine.dialect.name == "postgresql":
+        with store.db.engine.connect() as conn:
             return "database " + conn.scalar(sa.text("SELECT pg_size_pretty(pg_database_size(current_database()))"))
-    path = store.engine.url.database
+    path = store.db.engine.url.database
     return f"database {os.path.getsize(path) / 2**20:.0f} MB" if path and os.path.exists(path) else "database size unknown"
 
 

@@ -27,7 +27,6 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as c  # noqa: E402
@@ -35,7 +34,8 @@ import _data  # noqa: E402
 
 from feeds.catalog import Catalog  # noqa: E402
 from feeds.config import DatabaseSettings, Settings  # noqa: E402
-from feeds.store import Store, articles  # noqa: E402
+from feeds.store import Store  # noqa: E402
+from feeds.store.schema import articles  # noqa: E402
 from feeds.writers import render  # noqa: E402
 
 LIMIT = 50
@@ -76,7 +76,7 @@ def load(name: str, url: str, data: _data.Dataset, args: argparse.Namespace) -> 
     store.migrate()
     began = time.perf_counter()
     _data.load(store, data)
-    with store.engine.begin() as conn:
+    with store.db.engine.begin() as conn:
         conn.execute(articles.update().where(articles.c.pk > data.articles - args.big).values(content=BIG_CONTENT))
     _data.analyze(store)
     loaded = time.perf_counter() - began

@@ -59,7 +59,8 @@ import _common as c  # noqa: E402
 import _data  # noqa: E402
 from render import BIG_CONTENT  # noqa: E402
 
-from feeds.store import Store, articles  # noqa: E402
+from feeds.store import Store  # noqa: E402
+from feeds.store.schema import articles  # noqa: E402
 
 CASES = ("cache-hit 200", "304", "gzip 200")
 
@@ -469,7 +470,7 @@ def main() -> None:
         store.migrate()
         data = _data.generate(args.articles, 0)
         _data.load(store, data)
-        with store.engine.begin() as conn:
+        with store.db.engine.begin() as conn:
             conn.execute(articles.update().where(articles.c.pk > args.articles - 5000).values(content=BIG_CONTENT))
         store.close()
         c.log(f"store: {args.articles:,} articles, {data.category_sizes.get(args.category, 0):,} in {args.category}")

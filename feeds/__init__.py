@@ -14,7 +14,7 @@ from feeds.cache import ChangeNews, is_redis, open_cache
 from feeds.catalog import Catalog, feed_address
 from feeds.config import Settings, load_settings
 from feeds.errors import StoreUnavailable
-from feeds.metrics import configure_logging, register_request_log, time_queries
+from feeds.metrics import QUERY_SECONDS, configure_logging, register_request_log
 from feeds.metrics import endpoint as metrics_endpoint
 from feeds.serving import RenderedFeeds, feed_paths
 from feeds.store import Store
@@ -95,7 +95,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     app.jinja_env.globals["feed_url"] = web.feed_url
     services = app.extensions["feeds"]
     app.add_url_rule("/metrics", "metrics", metrics_endpoint(services.store, settings.metrics.allow))
-    time_queries(services.store)
+    services.store.time_queries(QUERY_SECONDS.observe)
     _register_errors(app)
     register_request_log(app)
     configure_logging()

@@ -187,7 +187,7 @@ def post_articles() -> tuple[Response, int]:
     if errors:
         count_imports("api", rejected=len({error["index"] for error in errors}))
         raise _rejected(errors, len(items), "article", "nothing was stored")
-    outcomes = svc.store.upsert_articles(articles) if articles else []
+    outcomes = svc.store.articles.upsert(articles) if articles else []
     count_imports("api", **{result: outcomes.count(result) for result in ("created", "updated", "unchanged")})
     log.info("api: %d articles stored (%d created, %d updated, %d unchanged)", len(outcomes),
              outcomes.count("created"), outcomes.count("updated"), outcomes.count("unchanged"))
@@ -202,7 +202,7 @@ def post_articles() -> tuple[Response, int]:
 @authorized
 def delete_article(article_id: str) -> Response:
     """Remove an article from the store and every feed."""
-    if not services().store.delete_article(article_id):
+    if not services().store.articles.delete(article_id):
         raise ApiError(404, f'No article "{article_id}" is stored.')
     log.info("api: article %r deleted", article_id)
     return jsonify(id=article_id, result="deleted")
@@ -224,13 +224,13 @@ def post_views() -> Response:
             events.append((index, event_from_dict(raw, svc.settings, now)))
         except InvalidInput as exc:
             errors.extend(_item_errors(index, _readable_id(raw), exc.errors))
-    known = svc.store.known_ids({event.article_id for _, event in events}) if events else set()
+    known = svc.store.articles.known_ids({event.article_id for _, event in events}) if events else set()
     errors.extend(_unknown(events, known))
     if not errors and events:
         try:
-            svc.store.record_reads([event for _, event in events], keep=longest_window(svc.settings))
+            svc.store.reads.record([event for _, event in events], keep=longest_window(svc.settings))
         except KeyError:  # an article was deleted since known_ids looked
-            known = svc.store.known_ids({event.article_id for _, event in events})
+            known = svc.store.articles.known_ids({event.article_id for _, event in events})
             errors.extend(_unknown(events, known))
             if not errors:
                 raise

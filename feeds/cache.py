@@ -1,7 +1,7 @@
 """Rendered feeds, kept so that a poll costs no rendering: one small interface, two backends.
 
 Keys name a feed, its format, limit and encoding *and the version of the
-content it shows* (see ``Store.versions``), so an entry never needs deleting:
+content it shows* (see ``feeds.store.versions``), so an entry never needs deleting:
 a write bumps the version and the next request looks under a new key. Old
 entries fall out by LRU (in memory) or by their time to live (Redis).
 
@@ -157,7 +157,7 @@ class ChangeNews:
     """Which feed scopes a write changed, told to every process of the site through Redis pub/sub.
 
     Each process trusts the versions it read for ``cache.recheck_seconds``
-    (``Store.version``); on this news it forgets those of the changed scopes at once, so a
+    (``FeedVersions.current``); on this news it forgets those of the changed scopes at once, so a
     write through one instance shows on the others at their next poll. Best effort: news
     lost while Redis is away costs at most ``recheck_seconds`` of delay, never a wrong feed.
     """

@@ -108,7 +108,7 @@ class Catalog:
 
     def archive_pages(self, spec: FeedSpec) -> int:
         """How many full archive pages ``spec`` has; the partial newest run is only in the feed itself."""
-        total, _ = self.store.archive(self.archive_size, None, spec.category, spec.source)
+        total, _ = self.store.articles.archive(self.archive_size, None, spec.category, spec.source)
         return total // self.archive_size
 
     def window_label(self, window: str) -> str:
@@ -130,10 +130,10 @@ class Catalog:
         if path == "all":
             return self.everything()
         if kind == "category" and rest:
-            category = self.store.category(rest)
+            category = self.store.articles.category(rest)
             return self.for_category(category) if category else None
         if kind == "source" and rest and "/" not in rest:
-            source = self.store.source(rest)
+            source = self.store.articles.source(rest)
             return self.for_source(source) if source else None
         if kind == "hot" and rest:
             window, _, scope = rest.partition("/")
@@ -142,7 +142,7 @@ class Catalog:
             if not scope:
                 return self.hot(window)
             scope_kind, _, slug_path = scope.partition("/")
-            category = self.store.category(slug_path) if scope_kind == "category" and slug_path else None
+            category = self.store.articles.category(slug_path) if scope_kind == "category" and slug_path else None
             return self.hot(window, category) if category else None
         return None
 
@@ -153,7 +153,7 @@ class Catalog:
 
         A hot list always holds the top ``hot.size`` (its description says so) and ignores
         ``limit``: a feed path has one list and one time of last change, kept by
-        ``Store.ranking_changed``; a list per ``?limit=`` would need a state per length.
+        ``Rankings.changed``; a list per ``?limit=`` would need a state per length.
         Its ``updated`` is when the list (which articles, in which order, as they read)
         last changed, never the time of the request. Hot lists are rankings: no archive.
 
@@ -165,13 +165,13 @@ class Catalog:
             assert spec.window is not None
             now = now or datetime.now(timezone.utc)
             window = timedelta(hours=self.settings.hot.windows[spec.window])
-            ranked = self.store.ranking(now, window, self.settings.hot.size, spec.category)
+            ranked = self.store.rankings.top(now, window, self.settings.hot.size, spec.category)
             articles = [entry.article for entry in ranked]
             prefixes = [f"{rank}. " for rank in range(1, len(articles) + 1)]
-            updated = self.store.ranking_changed(spec.path, _signature(articles), now)
+            updated = self.store.rankings.changed(spec.path, _signature(articles), now)
         else:
             if spec.page is not None:
-                total, articles = self.store.archive(self.archive_size, spec.page, spec.category, spec.source)
+                total, articles = self.store.articles.archive(self.archive_size, spec.page, spec.category, spec.source)
                 current = replace(spec, path=spec.path.removeprefix("archive/").rpartition("/")[0], page=None)
                 history = History(
                     current=self._address(current.path),
@@ -179,7 +179,7 @@ class Catalog:
                     next_archive=self._archive_address(current, spec.page + 1) if spec.page < total // self.archive_size else None,
                 )
             else:
-                articles = self.store.newest(limit, category=spec.category, source=spec.source)
+                articles = self.store.articles.newest(limit, category=spec.category, source=spec.source)
                 pages = self.archive_pages(spec)
                 history = History(prev_archive=self._archive_address(spec, pages) if pages else None)
             prefixes = [""] * len(articles)

@@ -183,7 +183,7 @@ def stats_command(obj: Context) -> None:
 def _load_demo(store: Any, settings: Settings) -> None:
     now = datetime.now(timezone.utc)
     shortest = min(settings.hot.windows.values(), default=24)
-    if store.count_articles() and store.has_reads_since(now - timedelta(hours=shortest)):
+    if store.articles.count() and store.reads.any_since(now - timedelta(hours=shortest)):
         click.echo("Database already holds articles; not loading the sample.", err=True)
         return
     articles, reads = load_sample(store, settings, now)

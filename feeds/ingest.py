@@ -57,7 +57,7 @@ def import_articles(
     batch: list[Article] = []
 
     def flush() -> None:
-        for outcome in store.upsert_articles(batch):
+        for outcome in store.articles.upsert(batch):
             setattr(report, outcome, getattr(report, outcome) + 1)
         if progress:
             progress(len(batch))
@@ -82,14 +82,14 @@ def import_reads(
     batch: list[tuple[int, ReadEvent]] = []
 
     def flush() -> None:
-        known = store.known_ids({event.article_id for _, event in batch})
+        known = store.articles.known_ids({event.article_id for _, event in batch})
         good = []
         for number, event in batch:
             if event.article_id in known:
                 good.append(event)
             else:
                 report.rejected.append((number, unknown_article(event.article_id).message))
-        store.record_reads(good, keep=longest_window(settings))
+        store.reads.record(good, keep=longest_window(settings))
         report.recorded += len(good)
         batch.clear()
 

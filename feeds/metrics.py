@@ -34,7 +34,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
 from flask import Flask, Response, request
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -81,19 +80,6 @@ def count_imports(via: str, **counts: int) -> None:
             IMPORTED.labels(via, result).inc(count)
 
 
-def time_queries(store: Store) -> None:
-    """Observe every statement the store's engine runs (two engine events: cheap, no SQL here)."""
-
-    def started(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
-        context.feeds_started = time.perf_counter()
-
-    def finished(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
-        QUERY_SECONDS.observe(time.perf_counter() - context.feeds_started)
-
-    sa.event.listen(store.engine, "before_cursor_execute", started)
-    sa.event.listen(store.engine, "after_cursor_execute", finished)
-
-
 def reset_multiprocess_dir() -> None:
     """Remove the files a previous run left in ``PROMETHEUS_MULTIPROC_DIR`` (before workers start)."""
     if MULTIPROCESS_DIR:
@@ -112,7 +98,7 @@ class _Scrape(Collector):
     def collect(self) -> Iterator[Metric]:
         yield from (MultiProcessCollector(None) if MULTIPROCESS_DIR else REGISTRY).collect()
         try:
-            count = self.store.count_articles()
+            count = self.store.articles.count()
         except StoreUnavailable:
             return
         yield GaugeMetricFamily("feeds_articles_stored", "Articles in the store.", value=count)

@@ -7,7 +7,7 @@ writers turn a ``Feed`` into bytes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,39 @@ class ReadEvent:
     article_id: str
     at: datetime
     count: int = 1
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """An article of a hot list and its reads inside the list's window."""
+
+    article: Article
+    reads: int
+
+
+@dataclass(frozen=True)
+class PollCounts:
+    """What one process counted of one feed on one day since its last flush."""
+
+    day: date
+    feed: str
+    requests: int
+    not_modified: int
+    pollers: frozenset[str]  # salted hashes of (address, User-Agent), aggregators left out
+    subscribers: dict[str, int]  # aggregator service -> the most subscribers it reported
+    clients: dict[str, int]  # client application -> requests
+
+
+@dataclass(frozen=True)
+class FeedDay:
+    """One feed's polls on one day, as stored."""
+
+    day: date
+    feed: str
+    requests: int
+    not_modified: int
+    pollers: int  # distinct non-aggregator pollers
+    reported: int  # subscribers the aggregators reported, each service counted once
 
 
 @dataclass(frozen=True)

@@ -85,12 +85,12 @@ def headlines(found: Directory) -> dict[str, Headline | None]:
     Cost: one query for the newest ``HEADLINE_SCAN`` articles, which answers every feed
     that has an article among them (a feed's newest article is the first of them that
     it holds: both are ordered by publication time, then storage order); one
-    ``Store.newest(1, …)`` (an index range scan) per feed with none among them, which is
+    ``store.articles.newest(1, …)`` (an index range scan) per feed with none among them, which is
     only the quiet ones; and one ranking per hot list, as its feed costs.
     """
     cat = catalog()
     tz = settings().tz
-    recent = cat.store.newest(HEADLINE_SCAN)
+    recent = cat.store.articles.newest(HEADLINE_SCAN)
     complete = len(recent) < HEADLINE_SCAN  # every stored article is in ``recent``
     firsts: dict[tuple[object, ...], Article] = {}
     for article in recent:  # newest first: the first article seen for a feed is its newest
@@ -105,7 +105,7 @@ def headlines(found: Directory) -> dict[str, Headline | None]:
             continue
         first = firsts.get(_spec_key(spec))
         if first is None and not complete:
-            newest = cat.store.newest(1, category=spec.category, source=spec.source)
+            newest = cat.store.articles.newest(1, category=spec.category, source=spec.source)
             first = newest[0] if newest else None
         found_headlines[spec.path] = Headline(first.title, first.url, first.published.astimezone(tz)) if first else None
     return found_headlines

@@ -73,9 +73,9 @@ class RenderedFeeds:
     def get(self, path: str, extension: str, limit: int, encoding: str = "identity") -> Rendered | None:
         """The feed at ``path`` in the format ``extension``, encoded; None when there is no such feed."""
         if self.news is not None:  # from the first poll on, in each process (gunicorn forks after start)
-            self.news.listen(self.store.forget_versions)
+            self.news.listen(self.store.versions.forget)
         scope = scope_of(path)
-        key = f"{path}.{extension}?{limit}@{self.store.version(scope)}"
+        key = f"{path}.{extension}?{limit}@{self.store.versions.current(scope)}"
         ttl = self.settings.cache.ttl
         if scope == "hot":
             ttl = self.settings.cache.hot_ttl

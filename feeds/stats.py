@@ -43,7 +43,8 @@ from feeds.api import ApiError, check_token, token_matches
 from feeds.cache import is_redis, redis_client
 from feeds.catalog import Catalog
 from feeds.config import Settings
-from feeds.store import FeedDay, PollCounts, PollStore, Store
+from feeds.model import FeedDay, PollCounts
+from feeds.store import Store
 
 log = logging.getLogger("feeds.stats")
 
@@ -113,7 +114,7 @@ class PollCounter:
     """Counts polls in memory and writes them to the database in batches (see the module's doc)."""
 
     def __init__(self, store: Store, settings: Settings):
-        self.polls = PollStore(store)
+        self.polls = store.polls
         self.settings = settings
         self._tallies: dict[tuple[date, str], _Tally] = {}
         self._salts: dict[date, bytes] = {}
@@ -159,7 +160,7 @@ class PollCounter:
         ]
         try:
             # Yesterday stays open: another instance may still flush polls it counted before midnight.
-            self.polls.add_poll_counts(counts, keep_from=today - timedelta(days=self.settings.stats.retention_days - 1),
+            self.polls.add(counts, keep_from=today - timedelta(days=self.settings.stats.retention_days - 1),
                                        open_from=today - timedelta(days=1))
         except Exception:
             with self._lock:

@@ -175,8 +175,8 @@ def directory() -> Directory:
     cat = catalog()
     return Directory(
         everything=cat.everything(),
-        categories=_tree(cat, cat.store.categories(), ()),
-        sources=tuple(cat.for_source(source) for source in cat.store.sources()),
+        categories=_tree(cat, cat.store.articles.categories(), ()),
+        sources=tuple(cat.for_source(source) for source in cat.store.articles.sources()),
         hot=tuple(cat.hot(window) for window in settings().hot.windows),
     )
 

@@ -85,12 +85,12 @@ def test_one_article_is_created(client, store):
     response = post(client, "/api/articles", article())
     assert response.status_code == 201
     assert response.json == {"results": [{"id": SEED_ID, "result": "created", "guid": GUID + SEED_ID}]}
-    stored = store.article(SEED_ID)
+    stored = store.articles.get(SEED_ID)
     assert stored.title == article()["title"]
     assert stored.category == ("热点", "国内")
     assert stored.published == datetime(2024, 4, 4, 8, 49, 39, tzinfo=timezone.utc)
     assert stored.updated is None
-    assert [a.id for a in store.newest(10)] == [SEED_ID]
+    assert [a.id for a in store.articles.newest(10)] == [SEED_ID]
 
 
 def test_the_same_article_again_is_unchanged_then_an_edit_is_an_update(client, store):
@@ -98,12 +98,12 @@ def test_the_same_article_again_is_unchanged_then_an_edit_is_an_update(client, s
     again = post(client, "/api/articles", [article()])
     assert again.status_code == 200
     assert again.json["results"] == [{"id": SEED_ID, "result": "unchanged", "guid": GUID + SEED_ID}]
-    assert store.article(SEED_ID).updated is None
+    assert store.articles.get(SEED_ID).updated is None
 
     edited = post(client, "/api/articles", article(title="新标题"))
     assert edited.status_code == 200
     assert edited.json["results"] == [{"id": SEED_ID, "result": "updated", "guid": GUID + SEED_ID}]
-    stored = store.article(SEED_ID)
+    stored = store.articles.get(SEED_ID)
     assert stored.title == "新标题"
     assert stored.updated is not None and stored.updated > stored.published
 
@@ -115,8 +115,8 @@ def test_a_batch_answers_per_article_in_order_and_201_when_any_is_new(client, st
     assert [(r["id"], r["result"]) for r in response.json["results"]] == [
         ("a2", "created"), (SEED_ID, "unchanged"), ("a3", "created")]
     assert [r["guid"] for r in response.json["results"]] == [GUID + "a2", GUID + SEED_ID, GUID + "a3"]
-    assert {a.id for a in store.newest(10)} == {SEED_ID, "a2", "a3"}
-    assert store.article("a3").category == ("财经",)
+    assert {a.id for a in store.articles.newest(10)} == {SEED_ID, "a2", "a3"}
+    assert store.articles.get("a3").category == ("财经",)
 
 
 def test_a_numeric_id_is_read_as_text_and_the_guid_is_quoted(client, store):
@@ -128,13 +128,13 @@ def test_a_numeric_id_is_read_as_text_and_the_guid_is_quoted(client, store):
         {"id": "42", "result": "created", "guid": GUID + "42"},
         {"id": "2024/04/04", "result": "created", "guid": GUID + "2024%2F04%2F04"},
     ]
-    assert store.article("42") is not None
+    assert store.articles.get("42") is not None
 
 
 def test_an_empty_array_stores_nothing(client, store):
     response = post(client, "/api/articles", [])
     assert response.status_code == 200 and response.json == {"results": []}
-    assert store.count_articles() == 0
+    assert store.articles.count() == 0
 
 
 def test_a_batch_with_bad_articles_stores_none_and_names_each_error(client, store):
@@ -159,9 +159,9 @@ def test_a_batch_with_bad_articles_stores_none_and_names_each_error(client, stor
         ],
     }
     # Nothing of the batch was stored: not the new good article, not the edit of the known one.
-    assert [a.id for a in store.newest(10)] == [SEED_ID]
-    assert store.article("a2") is None
-    assert store.article(SEED_ID).title == article()["title"]
+    assert [a.id for a in store.articles.newest(10)] == [SEED_ID]
+    assert store.articles.get("a2") is None
+    assert store.articles.get(SEED_ID).title == article()["title"]
 
 
 def test_every_bad_field_of_one_article_is_listed(client, store):
@@ -171,7 +171,7 @@ def test_every_bad_field_of_one_article_is_listed(client, store):
     assert [(e["index"], e["id"], e["field"]) for e in response.json["errors"]] == [
         (0, SEED_ID, "extra"), (0, SEED_ID, "url"), (0, SEED_ID, "title")]
     assert response.json["errors"][1]["message"] == 'url: expected an absolute http(s) URL, got "ftp://x"'
-    assert store.count_articles() == 0
+    assert store.articles.count() == 0
 
 
 def test_too_many_articles(make_app):
@@ -179,7 +179,7 @@ def test_too_many_articles(make_app):
     response = post(app.test_client(), "/api/articles", [other(1), other(2), other(3)])
     assert response.status_code == 413
     assert "at most 2" in response.json["error"] and "3" in response.json["error"]
-    assert app.extensions["feeds"].store.count_articles() == 0
+    assert app.extensions["feeds"].store.articles.count() == 0
     assert post(app.test_client(), "/api/articles", [other(1), other(2)]).status_code == 201
 
 
@@ -189,7 +189,7 @@ def test_a_body_past_the_byte_limit_is_413_json(make_app):
     assert response.status_code == 413
     assert response.is_json
     assert "2000 bytes" in response.json["error"]
-    assert app.extensions["feeds"].store.count_articles() == 0
+    assert app.extensions["feeds"].store.articles.count() == 0
     assert post(app.test_client(), "/api/articles", other(1)).status_code == 201
 
 
@@ -219,7 +219,7 @@ def test_unreadable_bodies_are_400(client, store, data, words):
     response = post_raw(client, "/api/articles", data)
     assert response.status_code == 400, response.json
     assert words in response.json["error"]
-    assert store.count_articles() == 0
+    assert store.articles.count() == 0
 
 
 @pytest.mark.parametrize("path, body, words", [
@@ -245,7 +245,7 @@ def test_a_body_that_is_not_declared_json_is_415(client, store, content_type):
     response = post_raw(client, "/api/articles", json.dumps(article()), content_type)
     assert response.status_code == 415
     assert "application/json" in response.json["error"] or "UTF-8" in response.json["error"]
-    assert store.count_articles() == 0
+    assert store.articles.count() == 0
 
 
 def test_unknown_methods_and_paths_answer_json(client):
@@ -276,22 +276,22 @@ def send(client, method: str, path: str, body: Any, headers: dict[str, str]):
 @pytest.mark.parametrize("method, path, body", WRITES)
 @pytest.mark.parametrize("header", [None, "s3cret", "Basic czNjcmV0", "Bearer", "Bearer ", "Bearer s3cret extra"])
 def test_a_missing_or_malformed_authorization_is_401(client, store, method, path, body, header):
-    store.upsert_articles([article_from_dict(article(), client.application.extensions["feeds"].settings)])
+    store.articles.upsert([article_from_dict(article(), client.application.extensions["feeds"].settings)])
     response = send(client, method, path, body, {"Authorization": header} if header is not None else {})
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
     assert response.json["error"]
-    assert store.count_articles() == 1 and store.ranking(datetime.now(timezone.utc), timedelta(hours=1), 10) == []
+    assert store.articles.count() == 1 and store.rankings.top(datetime.now(timezone.utc), timedelta(hours=1), 10) == []
 
 
 @pytest.mark.parametrize("method, path, body", WRITES)
 @pytest.mark.parametrize("token", ["wrong", "s3cre", "s3cret2", "S3CRET", "s3crét"])
 def test_a_wrong_token_is_403(client, store, method, path, body, token):
-    store.upsert_articles([article_from_dict(article(), client.application.extensions["feeds"].settings)])
+    store.articles.upsert([article_from_dict(article(), client.application.extensions["feeds"].settings)])
     response = send(client, method, path, body, {"Authorization": f"Bearer {token}"})
     assert response.status_code == 403
     assert response.json == {"error": "The API token is wrong."}
-    assert store.count_articles() == 1 and store.ranking(datetime.now(timezone.utc), timedelta(hours=1), 10) == []
+    assert store.articles.count() == 1 and store.rankings.top(datetime.now(timezone.utc), timedelta(hours=1), 10) == []
 
 
 def test_the_scheme_is_case_insensitive(client):
@@ -323,7 +323,7 @@ def test_delete_removes_the_article_from_the_store_and_the_feeds(client, store):
     response = client.delete(f"/api/articles/{SEED_ID}", headers=AUTH)
     assert response.status_code == 200
     assert response.json == {"id": SEED_ID, "result": "deleted"}
-    assert store.article(SEED_ID) is None
+    assert store.articles.get(SEED_ID) is None
     assert feed_guids(client) == [GUID + "a2"]
 
     again = client.delete(f"/api/articles/{SEED_ID}", headers=AUTH)
@@ -335,7 +335,7 @@ def test_delete_removes_the_reads_too(client, store):
     post(client, "/api/articles", [article(), other(2)])
     assert post(client, "/api/views", [{"id": SEED_ID, "count": 5}, {"id": "a2"}]).status_code == 200
     assert client.delete(f"/api/articles/{SEED_ID}", headers=AUTH).status_code == 200
-    ranked = store.ranking(datetime.now(timezone.utc), timedelta(hours=24), 10)
+    ranked = store.rankings.top(datetime.now(timezone.utc), timedelta(hours=24), 10)
     assert [(r.article.id, r.reads) for r in ranked] == [("a2", 1)]
 
 
@@ -350,7 +350,7 @@ def test_delete_takes_ids_with_slashes_and_any_script(client, store, article_id,
     response = client.delete(f"/api/articles/{path}", headers=AUTH)
     assert response.status_code == 200, response.json
     assert response.json["id"] == article_id
-    assert store.count_articles() == 0
+    assert store.articles.count() == 0
 
 
 def test_delete_of_an_unknown_id_is_404(client):
@@ -362,7 +362,7 @@ def test_delete_of_an_unknown_id_is_404(client):
 
 
 def reads(store, window: timedelta = timedelta(hours=24)) -> list[tuple[str, int]]:
-    return [(r.article.id, r.reads) for r in store.ranking(datetime.now(timezone.utc), window, 10)]
+    return [(r.article.id, r.reads) for r in store.rankings.top(datetime.now(timezone.utc), window, 10)]
 
 
 def test_views_are_recorded(client, store):
@@ -435,7 +435,7 @@ def test_control_characters_in_a_url_are_rejected(client, store, field):
     response = post(client, "/api/articles", article(**{field: "https://news.example.cn/a\x00b\x01c.html"}))
     assert response.status_code == 422
     assert response.json["errors"][0]["message"] == f"{field}: must not contain spaces or control characters"
-    assert client.get("/feeds/all.rss").status_code == 200 and store.count_articles() == 0
+    assert client.get("/feeds/all.rss").status_code == 200 and store.articles.count() == 0
 
 
 def test_a_category_name_holding_a_slash_is_rejected(client, store):
@@ -536,7 +536,7 @@ def fuzz_app(sqlite_url: str) -> Iterator[Flask]:
     """An app on SQLite holding the seed article, so deletes and reads can succeed."""
     app = create_app(make_settings(sqlite_url, api={"token": TOKEN}))
     services = app.extensions["feeds"]
-    services.store.upsert_articles([article_from_dict(article(), services.settings)])
+    services.store.articles.upsert([article_from_dict(article(), services.settings)])
     yield app
     services.store.close()
 

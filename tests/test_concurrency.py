@@ -85,6 +85,6 @@ def test_readers_and_a_writer_at_once(database_url: str, tmp_path: Path):
     assert {item["id"].rsplit(":", 1)[1] for item in json.loads(body)["items"]} == set(acknowledged)  # ...and is served
     store = Store(database_url)
     try:
-        assert store.known_ids(set(acknowledged)) == set(acknowledged) and store.count_articles() == 2 * WRITES
+        assert store.articles.known_ids(set(acknowledged)) == set(acknowledged) and store.articles.count() == 2 * WRITES
     finally:
         store.close()

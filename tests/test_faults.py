@@ -124,7 +124,7 @@ def test_a_killed_instance_loses_no_acknowledged_article(instances, servers):
     assert len(acknowledged) >= kill_after
     store = Store(servers["direct_url"])
     try:
-        missing_in_store = [i for i in acknowledged if store.article(i) is None]
+        missing_in_store = [i for i in acknowledged if store.articles.get(i) is None]
     finally:
         store.close()
     assert missing_in_store == [], f"seed {seed}"

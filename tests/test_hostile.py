@@ -133,12 +133,12 @@ def test_hostile_text_is_stored_clean_and_every_feed_stays_well_formed(tmp_path)
             category = [name for name in (expected(name) for name in raw["category"]) if name]
             tags = [tag for tag in (expected(tag) for tag in raw["tags"]) if tag]
             assert item.get("tags", []) == (["/".join(category)] if category else []) + tags
-            stored = services.store.article("hostile")
+            stored = services.store.articles.get("hostile")
             if stored.source:
                 assert stored.source.name == expected(raw["source"]["name"] if isinstance(raw["source"], dict) else raw["source"])
                 assert read_back(client, f"source/{stored.source.slug}")["json"]["title"] == title
             if stored.category:
-                slug_path = next(c.slug_path for c in services.store.categories() if c.names == stored.category)
+                slug_path = next(c.slug_path for c in services.store.articles.categories() if c.names == stored.category)
                 assert read_back(client, f"category/{slug_path}")["json"]["title"] == title
 
     check()

@@ -18,7 +18,9 @@ import sqlalchemy as sa
 
 from feeds import create_app
 from feeds.model import ReadEvent
-from feeds.store import Store, _floor, ranking_states, reads_daily, reads_hourly, reads_minutely
+from feeds.store.rankings import Rankings
+from feeds.store.reads import floor
+from feeds.store.schema import ranking_states, reads_daily, reads_hourly, reads_minutely
 from feeds.validate import article_from_dict
 from tests.conftest import article, make_settings
 
@@ -40,16 +42,16 @@ def stored(store, settings, *rows) -> None:
         changes = {"url": f"https://news.example.cn/{changes['id']}.html", "title": f"标题{changes['id']}",
                    "published": (NOW - timedelta(days=3) + timedelta(minutes=number)).isoformat(), **changes}
         batch.append(article_from_dict(article(**changes), settings))
-    store.upsert_articles(batch)
+    store.articles.upsert(batch)
 
 
 def read(store, now, *events) -> None:
     """Record ``(id, how long before now, count)`` read events."""
-    store.record_reads([ReadEvent(article_id, now - ago, count) for article_id, ago, count in events])
+    store.reads.record([ReadEvent(article_id, now - ago, count) for article_id, ago, count in events])
 
 
 def ranked(store, now, window, limit=10, category=None) -> list[tuple[str, int]]:
-    found = store.ranking(now, window, limit, store.category(category) if category else None)
+    found = store.rankings.top(now, window, limit, store.articles.category(category) if category else None)
     return [(entry.article.id, entry.reads) for entry in found]
 
 
@@ -110,7 +112,7 @@ def test_moved_and_deleted_articles_leave_the_lists(store, settings):
     stored(store, settings, {"id": "moved", "category": "热点"}, {"id": "gone", "category": "热点"}, {"id": "stays", "category": "热点"})
     read(store, NOW, ("moved", minutes(1), 3), ("gone", minutes(1), 2), ("stays", minutes(1), 1))
     stored(store, settings, {"id": "moved", "category": "财经"})
-    assert store.delete_article("gone")
+    assert store.articles.delete("gone")
     assert ranked(store, NOW, DAY, category="redian") == [("stays", 1)]
     assert ranked(store, NOW, DAY, category="caijing") == [("moved", 3)]
     assert ranked(store, NOW, WEEK) == [("moved", 3), ("stays", 1)]
@@ -122,9 +124,9 @@ def test_nothing_read_is_an_empty_list(store, settings):
     assert ranked(store, NOW, DAY) == []
     read(store, NOW, ("a", timedelta(days=3), 1))
     assert ranked(store, NOW, DAY) == [] and ranked(store, NOW, WEEK) == [("a", 1)]
-    assert store.ranking(NOW, DAY, 0) == []
+    assert store.rankings.top(NOW, DAY, 0) == []
     with pytest.raises(ValueError):
-        store.ranking(NOW, timedelta(0), 10)
+        store.rankings.top(NOW, timedelta(0), 10)
 
 
 def test_ranking_matches_a_brute_force_count(store, settings, monkeypatch):
@@ -144,28 +146,28 @@ def test_ranking_matches_a_brute_force_count(store, settings, monkeypatch):
         for _ in range(3000)
     ]
     for start in range(0, len(events), 500):
-        store.record_reads(events[start:start + 500])
+        store.reads.record(events[start:start + 500])
     members = {slug: {entry["id"] for entry in rows if entry["category"].startswith(path)}
                for slug, path in (("redian", "热点"), ("redian/guonei", "热点/国内"), ("caijing", "财经"), ("tiyu", "体育"))}
 
     taken = {"bounded": 0, "everything": 0}
-    bounded = Store._top_by_threshold
+    bounded = Rankings._top_by_threshold
 
     def spy(self, *args):
         found = bounded(self, *args)
         taken["everything" if found is None else "bounded"] += 1
         return found
 
-    monkeypatch.setattr(Store, "_top_by_threshold", spy)
+    monkeypatch.setattr(Rankings, "_top_by_threshold", spy)
     for _ in range(40):
         now = NOW - timedelta(seconds=rng.randrange(2 * 86400))
         window = rng.choice([timedelta(hours=1), timedelta(hours=5), DAY, DAY, WEEK, WEEK])
         limit = rng.choice([1, 3, 10])
         category = rng.choice([None, None, "redian", "redian/guonei", "caijing", "tiyu"])
-        first, last = _floor(now - window, minutes(1)), _floor(now, minutes(1))
+        first, last = floor(now - window, minutes(1)), floor(now, minutes(1))
         counts: dict[str, int] = {}
         for event in events:
-            if first <= _floor(event.at, minutes(1)) <= last and (
+            if first <= floor(event.at, minutes(1)) <= last and (
                 category is None or event.article_id in members[category]
             ):
                 counts[event.article_id] = counts.get(event.article_id, 0) + event.count
@@ -177,8 +179,8 @@ def test_ranking_matches_a_brute_force_count(store, settings, monkeypatch):
 def test_has_reads_since(store, settings):
     stored(store, settings, {"id": "a"})
     read(store, NOW, ("a", minutes(30), 1))
-    assert store.has_reads_since(NOW - minutes(31)) and store.has_reads_since(NOW - minutes(30))
-    assert not store.has_reads_since(NOW - minutes(28))
+    assert store.reads.any_since(NOW - minutes(31)) and store.reads.any_since(NOW - minutes(30))
+    assert not store.reads.any_since(NOW - minutes(28))
 
 
 # -- recording and pruning ---------------------------------------------------------------
@@ -192,7 +194,7 @@ def test_an_unknown_article_records_nothing(store, settings):
 
 
 def counted_rows(store) -> dict[str, int]:
-    with store.engine.connect() as conn:
+    with store.db.engine.connect() as conn:
         return {table.name: conn.scalar(sa.select(sa.func.count()).select_from(table))
                 for table in (reads_minutely, reads_hourly, reads_daily)}
 
@@ -204,10 +206,10 @@ def test_pruning_keeps_every_window_exact(store, settings):
     read(store, NOW, *(("a", ago, 1) for ago in agos), *(("b", ago, 2) for ago in agos[:3]))
     before = {window: ranked(store, NOW, window) for window in (DAY, WEEK)}
     assert before == {DAY: [("a", 2)], WEEK: [("a", 6)]}
-    assert store.prune_reads(NOW - WEEK) > 0
+    assert store.reads.prune(NOW - WEEK) > 0
     assert {window: ranked(store, NOW, window) for window in (DAY, WEEK)} == before
-    assert store.prune_reads(NOW - WEEK) == 0
-    with store.engine.connect() as conn:  # nothing left that ends before the longest window starts
+    assert store.reads.prune(NOW - WEEK) == 0
+    with store.db.engine.connect() as conn:  # nothing left that ends before the longest window starts
         for table, width in ((reads_minutely, minutes(1)), (reads_hourly, timedelta(hours=1)), (reads_daily, DAY)):
             oldest = conn.scalar(sa.select(sa.func.min(table.c.bucket)))
             oldest = oldest if isinstance(oldest, datetime) else datetime.fromisoformat(oldest)
@@ -218,12 +220,12 @@ def test_recording_prunes_what_no_window_reaches_once_an_hour(store, settings):
     stored(store, settings, {"id": "a"})
     read(store, NOW, ("a", timedelta(days=30), 1), ("a", timedelta(days=9), 1), ("a", DAY, 1))
     assert counted_rows(store) == {"reads_minutely": 3, "reads_hourly": 3, "reads_daily": 3}
-    store.record_reads([ReadEvent("a", NOW, 1)], keep=WEEK, now=NOW)
+    store.reads.record([ReadEvent("a", NOW, 1)], keep=WEEK, now=NOW)
     assert counted_rows(store) == {"reads_minutely": 2, "reads_hourly": 2, "reads_daily": 2}
     read(store, NOW, ("a", timedelta(days=20), 1))
-    store.record_reads([ReadEvent("a", NOW - minutes(3), 1)], keep=WEEK, now=NOW + minutes(10))  # the same hour: not again
+    store.reads.record([ReadEvent("a", NOW - minutes(3), 1)], keep=WEEK, now=NOW + minutes(10))  # the same hour: not again
     assert counted_rows(store)["reads_minutely"] == 4
-    store.record_reads([], keep=WEEK, now=NOW + timedelta(hours=1))
+    store.reads.record([], keep=WEEK, now=NOW + timedelta(hours=1))
     assert counted_rows(store)["reads_minutely"] == 3
     assert ranked(store, NOW, WEEK) == [("a", 3)]
 
@@ -231,7 +233,7 @@ def test_recording_prunes_what_no_window_reaches_once_an_hour(store, settings):
 def test_concurrent_recording_adds_up(store, settings):
     stored(store, settings, *({"id": f"c{n}"} for n in range(20)))
     batches = [[ReadEvent(f"c{(n * 7 + i) % 20}", NOW - minutes(i % 90), 1) for i in range(200)] for n in range(6)]
-    threads = [threading.Thread(target=store.record_reads, args=(batch,)) for batch in batches]
+    threads = [threading.Thread(target=store.reads.record, args=(batch,)) for batch in batches]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -243,26 +245,26 @@ def test_concurrent_recording_adds_up(store, settings):
 
 
 def test_ranking_changed_moves_only_with_the_signature(store):
-    first = store.ranking_changed("hot/daily", "A", NOW)
+    first = store.rankings.changed("hot/daily", "A", NOW)
     assert first == NOW
-    assert store.ranking_changed("hot/daily", "A", NOW + minutes(5)) == NOW
-    assert store.ranking_changed("hot/daily", "B", NOW + minutes(6)) == NOW + minutes(6)
-    assert store.ranking_changed("hot/weekly", "B", NOW + minutes(7)) == NOW + minutes(7)  # one state per feed
+    assert store.rankings.changed("hot/daily", "A", NOW + minutes(5)) == NOW
+    assert store.rankings.changed("hot/daily", "B", NOW + minutes(6)) == NOW + minutes(6)
+    assert store.rankings.changed("hot/weekly", "B", NOW + minutes(7)) == NOW + minutes(7)  # one state per feed
     # a request that computed its list before the last change was stored never moves the time back
-    assert store.ranking_changed("hot/daily", "C", NOW) == NOW + minutes(6)
-    assert store.ranking_changed("hot/daily", "C", NOW + minutes(9)) == NOW + minutes(6)
+    assert store.rankings.changed("hot/daily", "C", NOW) == NOW + minutes(6)
+    assert store.rankings.changed("hot/daily", "C", NOW + minutes(9)) == NOW + minutes(6)
 
 
 @pytest.mark.parametrize("previous", [None, "A"])
 def test_concurrent_requests_that_see_the_same_change_agree(store, previous):
     if previous:
-        store.ranking_changed("hot/daily", previous, NOW)
+        store.rankings.changed("hot/daily", previous, NOW)
     barrier = threading.Barrier(8)
     answers: list[datetime] = []
 
     def request(number: int) -> None:
         barrier.wait()
-        answers.append(store.ranking_changed("hot/daily", "B", NOW + timedelta(seconds=number + 1)))
+        answers.append(store.rankings.changed("hot/daily", "B", NOW + timedelta(seconds=number + 1)))
 
     threads = [threading.Thread(target=request, args=(n,)) for n in range(8)]
     for thread in threads:
@@ -270,7 +272,7 @@ def test_concurrent_requests_that_see_the_same_change_agree(store, previous):
     for thread in threads:
         thread.join()
     assert len(answers) == 8 and len(set(answers)) == 1
-    with store.engine.connect() as conn:
+    with store.db.engine.connect() as conn:
         row = conn.execute(sa.select(ranking_states.c.signature, ranking_states.c.changed)).one()
     assert row.signature == "B" and row.changed.replace(tzinfo=timezone.utc) == answers[0]
 
@@ -384,7 +386,7 @@ def test_category_hot_feeds_include_descendants(newsroom, client):
 def test_validators_change_when_and_only_when_the_list_does(newsroom, client, store):
     read_now(newsroom, ("n1", 5, 5), ("n2", 5, 3), ("n3", 5, 1))
     client.get("/feeds/hot/daily.rss")
-    with store.engine.begin() as conn:  # as if the list had looked like this for an hour already
+    with store.db.engine.begin() as conn:  # as if the list had looked like this for an hour already
         conn.execute(ranking_states.update().values(changed=datetime.now(timezone.utc) - timedelta(hours=1)))
     client.application.extensions["feeds"].feeds.cache = MemoryCache()  # forget the render of before that change
     first = client.get("/feeds/hot/daily.rss")

@@ -33,7 +33,7 @@ def test_import_reports_each_rejected_line_and_keeps_the_good_ones(runner, store
         "line 8: expected a JSON object, got an array",
     ]
     assert result.stdout.strip() == "2 new, 0 updated, 0 unchanged, 5 rejected"
-    assert store.known_ids({"good-1", "good-2", "bad-title", "bad-date"}) == {"good-1", "good-2"}
+    assert store.articles.known_ids({"good-1", "good-2", "bad-title", "bad-date"}) == {"good-1", "good-2"}
 
 
 def test_reimport_changes_nothing_and_exits_zero(runner, store, write_jsonl):
@@ -42,7 +42,7 @@ def test_reimport_changes_nothing_and_exits_zero(runner, store, write_jsonl):
     assert first.exit_code == 0 and first.stdout.strip() == "5 new, 0 updated, 0 unchanged, 0 rejected"
     second = runner.invoke("import", path)
     assert second.exit_code == 0 and second.stdout.strip() == "0 new, 0 updated, 5 unchanged, 0 rejected"
-    assert store.count_articles() == 5
+    assert store.articles.count() == 5
 
 
 def test_an_edited_line_is_an_update(runner, write_jsonl, client):
@@ -56,7 +56,7 @@ def test_an_edited_line_is_an_update(runner, write_jsonl, client):
 
 def test_import_from_stdin(runner, store):
     result = runner.invoke("import", "-", input=jsonl([article()]))
-    assert result.exit_code == 0 and store.count_articles() == 1
+    assert result.exit_code == 0 and store.articles.count() == 1
 
 
 def test_unknown_fields_are_named(runner, write_jsonl):
@@ -68,8 +68,8 @@ def test_unknown_fields_are_named(runner, write_jsonl):
 def test_every_batch_is_its_own_transaction(store, settings):
     lines = jsonl([article(id=str(n), url=f"https://news.example.cn/{n}.html") for n in range(7)]).splitlines()
     batches = []
-    original = store.upsert_articles
-    store.upsert_articles = lambda batch, now=None: batches.append(len(batch)) or original(batch, now)
+    original = store.articles.upsert
+    store.articles.upsert = lambda batch, now=None: batches.append(len(batch)) or original(batch, now)
     report = import_articles(store, settings, lines, batch_size=3)
     assert batches == [3, 3, 1] and report.created == 7
 

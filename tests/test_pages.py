@@ -32,7 +32,7 @@ def loaded(runner, write_jsonl, store):
     ]
     assert runner.invoke("import", write_jsonl(rows)).exit_code == 0
     now = datetime.now(timezone.utc)
-    store.record_reads([ReadEvent("old", now - timedelta(hours=1), 9), ReadEvent("macro", now - timedelta(hours=2), 4)])
+    store.reads.record([ReadEvent("old", now - timedelta(hours=1), 9), ReadEvent("macro", now - timedelta(hours=2), 4)])
 
 
 def page_of(client, url: str) -> html.HtmlElement:
@@ -123,7 +123,7 @@ def test_index_shows_each_feeds_newest_headline_in_beijing_time(loaded, client):
 
 
 def test_index_shows_no_headline_for_an_empty_feed(loaded, client, store):
-    assert store.delete_article("evil")
+    assert store.articles.delete("evil")
     page = page_of(client, "/")
     # The source survives its last article; its feed is empty and says so.
     assert text(entry(page, "source/script-alert-1-script").xpath(".//p[contains(@class, 'headline')]")[0]) == "暂无文章"
@@ -135,8 +135,8 @@ def test_headlines_are_right_when_most_feeds_are_not_among_the_newest(loaded, ap
         found = directory()
         full = pages.headlines(found)
         calls = []
-        newest = store.newest
-        monkeypatch.setattr(store, "newest", lambda *a, **k: calls.append((a, k)) or newest(*a, **k))
+        newest = store.articles.newest
+        monkeypatch.setattr(store.articles, "newest", lambda *a, **k: calls.append((a, k)) or newest(*a, **k))
         assert pages.headlines(found) == full
         assert len(calls) == 1  # the whole store fits in one scan: no query per feed
         calls.clear()

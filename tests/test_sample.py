@@ -23,7 +23,7 @@ def test_the_sample_loads_without_a_rejection(sample):
 
 
 def test_the_sample_has_what_the_product_shows(sample, store):
-    stored = store.newest(1000)
+    stored = store.articles.newest(1000)
     assert len(stored) >= 200
     assert len({a.source.name for a in stored if a.source}) >= 6
     assert max(len(a.category) for a in stored) >= 3
@@ -52,8 +52,8 @@ def test_demo_loads_an_empty_database_once(runner, store):
 
     settings = runner.app.extensions["feeds"].settings
     _load_demo(store, settings)
-    count = store.count_articles()
+    count = store.articles.count()
     assert count >= 200
     _load_demo(store, settings)
-    assert store.count_articles() == count
-    assert store.has_reads_since(datetime.now(timezone.utc) - timedelta(hours=24))
+    assert store.articles.count() == count
+    assert store.reads.any_since(datetime.now(timezone.utc) - timedelta(hours=24))

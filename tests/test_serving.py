@@ -46,7 +46,7 @@ def builds(app, monkeypatch):
 @pytest.fixture
 def statements(app):
     seen: list[str] = []
-    engine = app.extensions["feeds"].store.engine
+    engine = app.extensions["feeds"].store.db.engine
     def listener(conn, cursor, statement, *rest):
         if statement.split()[0] not in ("BEGIN", "COMMIT", "ROLLBACK"):  # transaction control, no query
             seen.append(statement)
@@ -63,8 +63,8 @@ def post(client, body, path="/api/articles"):
 def test_a_second_poll_renders_nothing_and_asks_the_database_one_thing(app, loaded, builds, statements, monkeypatch):
     store = app.extensions["feeds"].store
     asked = []
-    original = store.version
-    monkeypatch.setattr(store, "version", lambda scope: asked.append(scope) or original(scope))
+    original = store.versions.current
+    monkeypatch.setattr(store.versions, "current", lambda scope: asked.append(scope) or original(scope))
     first = loaded.get("/feeds/category/redian.rss")
     assert builds == ["category/redian"]
     statements.clear()
@@ -80,13 +80,13 @@ def test_a_second_poll_renders_nothing_and_asks_the_database_one_thing(app, load
 def test_the_version_lookup_reads_what_other_connections_commit(database_url):
     store = Store(database_url)
     store.migrate()
-    assert store.version("all") == 0
-    with store.engine.begin() as conn:  # another writer, e.g. another process
+    assert store.versions.current("all") == 0
+    with store.db.engine.begin() as conn:  # another writer, e.g. another process
         conn.exec_driver_sql("INSERT INTO feed_versions (scope, version) VALUES ('all', 41)")
-    assert store.version("all") == 41
-    with store.engine.begin() as conn:
+    assert store.versions.current("all") == 41
+    with store.db.engine.begin() as conn:
         conn.exec_driver_sql("UPDATE feed_versions SET version = 42 WHERE scope = 'all'")
-    assert store.version("all") == 42
+    assert store.versions.current("all") == 42
     store.close()
 
 
@@ -98,24 +98,24 @@ def test_a_version_read_is_trusted_for_recheck_seconds_and_the_stores_own_writes
     from feeds.validate import article_from_dict
 
     def write(store, article_id):
-        store.upsert_articles([article_from_dict(other(article_id, "热点/国内"), settings)])
+        store.articles.upsert([article_from_dict(other(article_id, "热点/国内"), settings)])
 
     lookups = []
-    original = polls._read_version
-    monkeypatch.setattr(polls, "_read_version", lambda scope: lookups.append(scope) or original(scope))
+    original = polls.versions._read
+    monkeypatch.setattr(polls.versions, "_read", lambda scope: lookups.append(scope) or original(scope))
     write(elsewhere, "x1")
-    assert polls.version("all") == 1 and lookups == ["all"]
+    assert polls.versions.current("all") == 1 and lookups == ["all"]
     write(elsewhere, "x2")
-    assert [polls.version("all") for _ in range(5)] == [1] * 5 and lookups == ["all"]  # trusted: no lookup
+    assert [polls.versions.current("all") for _ in range(5)] == [1] * 5 and lookups == ["all"]  # trusted: no lookup
     time.sleep(1.1)
-    assert polls.version("all") == 2 and lookups == ["all", "all"]
+    assert polls.versions.current("all") == 2 and lookups == ["all", "all"]
     write(polls, "x3")  # through this store: forgotten at once, whatever the period says
-    assert polls.version("all") == 3 and polls.version("category:redian") == 3
-    assert [polls.version("category:nowhere") for _ in range(3)] == [0] * 3
+    assert polls.versions.current("all") == 3 and polls.versions.current("category:redian") == 3
+    assert [polls.versions.current("category:nowhere") for _ in range(3)] == [0] * 3
     assert lookups.count("category:nowhere") == 3  # a scope with no row is not kept: URLs are anyone's text
-    with elsewhere.engine.begin() as conn:  # a row at version 0, as migration 0002 makes for a scope never changed
+    with elsewhere.db.engine.begin() as conn:  # a row at version 0, as migration 0002 makes for a scope never changed
         conn.exec_driver_sql("INSERT INTO feed_versions (scope, version, articles) VALUES ('source:quiet', 0, 0)")
-    assert [polls.version("source:quiet") for _ in range(3)] == [0] * 3 and lookups.count("source:quiet") == 1
+    assert [polls.versions.current("source:quiet") for _ in range(3)] == [0] * 3 and lookups.count("source:quiet") == 1
     polls.close(), elsewhere.close()
 
 
@@ -123,12 +123,12 @@ def test_recheck_seconds_zero_looks_up_on_every_poll(sqlite_url):
     polls = Store(sqlite_url, recheck_seconds=0)
     polls.migrate()
     elsewhere = Store(sqlite_url)
-    with elsewhere.engine.begin() as conn:
+    with elsewhere.db.engine.begin() as conn:
         conn.exec_driver_sql("INSERT INTO feed_versions (scope, version) VALUES ('all', 7)")
-    assert polls.version("all") == 7
-    with elsewhere.engine.begin() as conn:
+    assert polls.versions.current("all") == 7
+    with elsewhere.db.engine.begin() as conn:
         conn.exec_driver_sql("UPDATE feed_versions SET version = 8 WHERE scope = 'all'")
-    assert polls.version("all") == 8
+    assert polls.versions.current("all") == 8
     polls.close(), elsewhere.close()
 
 

@@ -14,7 +14,8 @@ from flask import Flask
 from feeds import create_app
 from feeds.config import Settings
 from feeds.stats import PollCounter, display_width, parse_user_agent
-from feeds.store import FeedDay, stats_aggregators, stats_clients, stats_daily, stats_pollers
+from feeds.model import FeedDay
+from feeds.store.schema import stats_aggregators, stats_clients, stats_daily, stats_pollers
 from tests.conftest import REDIS_URL, Runner, article, make_settings
 
 BEIJING = make_settings("sqlite://").tz
@@ -85,7 +86,7 @@ def test_days_are_the_sites(counter: PollCounter) -> None:
 
 
 def all_rows(counter: PollCounter) -> list[tuple[Any, ...]]:
-    with counter.polls.store.engine.connect() as conn:
+    with counter.polls.db.engine.connect() as conn:
         return [tuple(row) for table in (stats_daily, stats_pollers, stats_aggregators, stats_clients)
                 for row in conn.execute(sa.select(table))]
 
@@ -106,7 +107,7 @@ def test_finished_days_keep_a_count_not_hashes_and_old_days_go(counter: PollCoun
     counter.flush(DAY)
     counter.record("all", "192.0.2.1", READER, 200, DAY + timedelta(days=2))
     counter.flush(DAY + timedelta(days=2))  # DAY is two days ago now: its hashes become a count
-    with counter.polls.store.engine.connect() as conn:
+    with counter.polls.db.engine.connect() as conn:
         assert conn.scalar(sa.select(sa.func.count()).select_from(stats_pollers).where(stats_pollers.c.day == DAY.date())) == 0
     assert days(counter)[DAY.date(), "all"].pollers == 2
     later = DAY + timedelta(days=2 + counter.settings.stats.retention_days)  # DAY + 2 is the oldest day too old

@@ -13,7 +13,8 @@ from alembic.migration import MigrationContext
 
 from feeds.config import load_settings
 from feeds.model import Article, Source
-from feeds.store import Store, metadata
+from feeds.store import Store
+from feeds.store.schema import metadata
 from feeds.validate import article_from_dict
 from tests.conftest import article
 
@@ -38,92 +39,92 @@ def store(database_url):
 
 def test_upsert_is_idempotent(store):
     batch = [make("a", datetime(2024, 4, 4, 16, 49, 39, tzinfo=BEIJING)), make("b", datetime(2024, 4, 5, tzinfo=BEIJING))]
-    assert store.upsert_articles(batch) == ["created", "created"]
-    assert store.upsert_articles(batch) == ["unchanged", "unchanged"]
-    assert store.count_articles() == 2
+    assert store.articles.upsert(batch) == ["created", "created"]
+    assert store.articles.upsert(batch) == ["unchanged", "unchanged"]
+    assert store.articles.count() == 2
 
 
 def test_round_trip_keeps_every_field_and_the_instant(store):
     original = make("a", datetime(2024, 4, 4, 16, 49, 39, tzinfo=BEIJING), updated="2024-04-05 10:00:00")
-    store.upsert_articles([original])
-    stored = store.article("a")
+    store.articles.upsert([original])
+    stored = store.articles.get("a")
     assert stored.published == datetime(2024, 4, 4, 8, 49, 39, tzinfo=timezone.utc)
     assert stored.updated == datetime(2024, 4, 5, 2, 0, tzinfo=timezone.utc)
     assert replace(stored, source=replace(stored.source, slug="")) == original
 
 
 def test_edit_is_an_update_stamped_when_no_time_is_given(store):
-    store.upsert_articles([make("a", datetime(2024, 4, 4, tzinfo=BEIJING))])
+    store.articles.upsert([make("a", datetime(2024, 4, 4, tzinfo=BEIJING))])
     now = datetime(2024, 5, 1, tzinfo=timezone.utc)
-    assert store.upsert_articles([make("a", datetime(2024, 4, 4, tzinfo=BEIJING), title="新标题")], now=now) == ["updated"]
-    stored = store.article("a")
+    assert store.articles.upsert([make("a", datetime(2024, 4, 4, tzinfo=BEIJING), title="新标题")], now=now) == ["updated"]
+    stored = store.articles.get("a")
     assert stored.title == "新标题" and stored.updated == now
     # the same edit again changes nothing, and keeps the stamp
-    assert store.upsert_articles([make("a", datetime(2024, 4, 4, tzinfo=BEIJING), title="新标题")]) == ["unchanged"]
-    assert store.article("a").updated == now
+    assert store.articles.upsert([make("a", datetime(2024, 4, 4, tzinfo=BEIJING), title="新标题")]) == ["unchanged"]
+    assert store.articles.get("a").updated == now
 
 
 def test_duplicate_ids_in_one_batch(store):
     first = make("a", datetime(2024, 4, 4, tzinfo=BEIJING))
     second = make("a", datetime(2024, 4, 4, tzinfo=BEIJING), title="改过")
-    assert store.upsert_articles([first, second]) == ["created", "updated"]
-    assert store.article("a").title == "改过" and store.count_articles() == 1
+    assert store.articles.upsert([first, second]) == ["created", "updated"]
+    assert store.articles.get("a").title == "改过" and store.articles.count() == 1
 
 
 def test_newest_in_a_category_includes_descendants(store):
     day = datetime(2024, 4, 1, tzinfo=BEIJING)
-    store.upsert_articles([
+    store.articles.upsert([
         make("top", day, category="热点"),
         make("child", day + timedelta(hours=1), category="热点/国内"),
         make("grandchild", day + timedelta(hours=2), category="热点/国内/北京"),
         make("other", day + timedelta(hours=3), category="财经"),
         make("none", day + timedelta(hours=4), category=None),
     ])
-    category = store.category("redian")
-    assert [a.id for a in store.newest(10, category=category)] == ["grandchild", "child", "top"]
-    assert [a.id for a in store.newest(10, category=store.category("redian/guonei"))] == ["grandchild", "child"]
-    assert [a.id for a in store.newest(2)] == ["none", "other"]
-    assert [c.slug_path for c in store.categories()] == ["caijing", "redian", "redian/guonei", "redian/guonei/beijing"]
+    category = store.articles.category("redian")
+    assert [a.id for a in store.articles.newest(10, category=category)] == ["grandchild", "child", "top"]
+    assert [a.id for a in store.articles.newest(10, category=store.articles.category("redian/guonei"))] == ["grandchild", "child"]
+    assert [a.id for a in store.articles.newest(2)] == ["none", "other"]
+    assert [c.slug_path for c in store.articles.categories()] == ["caijing", "redian", "redian/guonei", "redian/guonei/beijing"]
 
 
 def test_moving_an_article_to_another_category(store):
     day = datetime(2024, 4, 1, tzinfo=BEIJING)
-    store.upsert_articles([make("a", day, category="热点/国内")])
-    store.upsert_articles([make("a", day, category="财经")])
-    assert store.newest(10, category=store.category("redian")) == []
-    assert [a.id for a in store.newest(10, category=store.category("caijing"))] == ["a"]
+    store.articles.upsert([make("a", day, category="热点/国内")])
+    store.articles.upsert([make("a", day, category="财经")])
+    assert store.articles.newest(10, category=store.articles.category("redian")) == []
+    assert [a.id for a in store.articles.newest(10, category=store.articles.category("caijing"))] == ["a"]
 
 
 def test_changing_the_publication_time_reorders(store):
     day = datetime(2024, 4, 1, tzinfo=BEIJING)
-    store.upsert_articles([make("a", day), make("b", day + timedelta(hours=1))])
-    store.upsert_articles([make("a", day + timedelta(hours=2))])
-    assert [a.id for a in store.newest(10, category=store.category("redian"))] == ["a", "b"]
+    store.articles.upsert([make("a", day), make("b", day + timedelta(hours=1))])
+    store.articles.upsert([make("a", day + timedelta(hours=2))])
+    assert [a.id for a in store.articles.newest(10, category=store.articles.category("redian"))] == ["a", "b"]
 
 
 def test_sources_and_slugs(store):
     day = datetime(2024, 4, 1, tzinfo=BEIJING)
-    store.upsert_articles([
+    store.articles.upsert([
         make("a", day, source="新华社"), make("b", day, source="经济日报"), make("c", day, category="体育", source=None),
         make("d", day, source="新華社"),  # traditional characters: same pinyin, a different source
     ])
-    assert {s.name: s.slug for s in store.sources()} == {"新华社": "xinhuashe", "新華社": "xinhuashe-2", "经济日报": "jingji"}
-    assert [a.id for a in store.newest(10, source=store.source("xinhuashe"))] == ["a"]
-    assert store.category("sports") is not None
+    assert {s.name: s.slug for s in store.articles.sources()} == {"新华社": "xinhuashe", "新華社": "xinhuashe-2", "经济日报": "jingji"}
+    assert [a.id for a in store.articles.newest(10, source=store.articles.source("xinhuashe"))] == ["a"]
+    assert store.articles.category("sports") is not None
 
 
 def test_source_url_is_kept_when_a_later_article_omits_it(store):
     day = datetime(2024, 4, 1, tzinfo=BEIJING)
-    store.upsert_articles([make("a", day, source_url="https://www.news.cn/")])
-    store.upsert_articles([make("b", day)])
-    assert store.source("xinhuashe") == Source("新华社", "xinhuashe", "https://www.news.cn/")
+    store.articles.upsert([make("a", day, source_url="https://www.news.cn/")])
+    store.articles.upsert([make("b", day)])
+    assert store.articles.source("xinhuashe") == Source("新华社", "xinhuashe", "https://www.news.cn/")
 
 
 def test_delete(store):
-    store.upsert_articles([make("a", datetime(2024, 4, 1, tzinfo=BEIJING))])
-    assert store.delete_article("a") is True
-    assert store.delete_article("a") is False
-    assert store.newest(10) == [] and store.newest(10, category=store.category("redian")) == []
+    store.articles.upsert([make("a", datetime(2024, 4, 1, tzinfo=BEIJING))])
+    assert store.articles.delete("a") is True
+    assert store.articles.delete("a") is False
+    assert store.articles.newest(10) == [] and store.articles.newest(10, category=store.articles.category("redian")) == []
 
 
 def test_migrations_build_the_same_schema_as_the_metadata(database_url):
@@ -132,7 +133,7 @@ def test_migrations_build_the_same_schema_as_the_metadata(database_url):
     from alembic.config import Config
 
     config = Config()
-    config.set_main_option("script_location", str(Path(__file__).parents[1] / "feeds" / "migrations"))
+    config.set_main_option("script_location", str(Path(__file__).parents[1] / "feeds" / "store" / "migrations"))
     with engine.begin() as conn:
         config.attributes["connection"] = conn
         command.upgrade(config, "head")
@@ -143,9 +144,9 @@ def test_migrations_build_the_same_schema_as_the_metadata(database_url):
 
 
 def test_migrate_twice_is_harmless(store):
-    store.upsert_articles([make("a", datetime(2024, 4, 1, tzinfo=BEIJING))])
+    store.articles.upsert([make("a", datetime(2024, 4, 1, tzinfo=BEIJING))])
     store.migrate()
-    assert store.count_articles() == 1
+    assert store.articles.count() == 1
 
 
 @pytest.mark.parametrize("feed", ["all", "category", "source"])
@@ -153,14 +154,14 @@ def test_newest_queries_use_an_index_not_a_sort(sqlite_url, feed):
     store = Store(sqlite_url)
     store.migrate()
     day = datetime(2024, 4, 1, tzinfo=BEIJING)
-    store.upsert_articles([make(str(n), day + timedelta(minutes=n)) for n in range(50)])
+    store.articles.upsert([make(str(n), day + timedelta(minutes=n)) for n in range(50)])
 
     captured = []
-    sa.event.listen(store.engine, "before_cursor_execute", lambda conn, cursor, statement, params, *a: captured.append((statement, params)))
-    store.newest(10, category=store.category("redian") if feed == "category" else None,
-                 source=store.source("xinhuashe") if feed == "source" else None)
+    sa.event.listen(store.db.engine, "before_cursor_execute", lambda conn, cursor, statement, params, *a: captured.append((statement, params)))
+    store.articles.newest(10, category=store.articles.category("redian") if feed == "category" else None,
+                 source=store.articles.source("xinhuashe") if feed == "source" else None)
     statement, params = captured[-1]
-    with store.engine.connect() as conn:
+    with store.db.engine.connect() as conn:
         plan = " | ".join(row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params))
     store.close()
     assert not re.search(r"SCAN (articles|article_categories)(?! USING (COVERING )?INDEX)", plan), plan
@@ -173,17 +174,17 @@ def test_newest_queries_use_an_index_not_a_sort(sqlite_url, feed):
 
 def feed_sizes(store: Store) -> dict[str, int]:
     """What ``archive`` says each feed holds, from the kept counts."""
-    sizes = {"all": store.archive(10, None)[0]}
-    sizes |= {f"category:{c.slug_path}": store.archive(10, None, category=c)[0] for c in store.categories()}
-    sizes |= {f"source:{s.slug}": store.archive(10, None, source=s)[0] for s in store.sources()}
+    sizes = {"all": store.articles.archive(10, None)[0]}
+    sizes |= {f"category:{c.slug_path}": store.articles.archive(10, None, category=c)[0] for c in store.articles.categories()}
+    sizes |= {f"source:{s.slug}": store.articles.archive(10, None, source=s)[0] for s in store.articles.sources()}
     return sizes
 
 
 def counted_sizes(store: Store) -> dict[str, int]:
     """The same, counted article by article from what the feeds hold."""
-    sizes = {"all": len(store.newest(10_000))}
-    sizes |= {f"category:{c.slug_path}": len(store.newest(10_000, category=c)) for c in store.categories()}
-    sizes |= {f"source:{s.slug}": len(store.newest(10_000, source=s)) for s in store.sources()}
+    sizes = {"all": len(store.articles.newest(10_000))}
+    sizes |= {f"category:{c.slug_path}": len(store.articles.newest(10_000, category=c)) for c in store.articles.categories()}
+    sizes |= {f"source:{s.slug}": len(store.articles.newest(10_000, source=s)) for s in store.articles.sources()}
     return sizes
 
 
@@ -198,11 +199,11 @@ def test_feed_sizes_follow_every_kind_of_write(store):
     sources = ["新华社", "经济日报", None]
     for step in range(40):
         if rng.random() < 0.2:
-            store.delete_article(f"a{rng.randrange(30)}")
+            store.articles.delete(f"a{rng.randrange(30)}")
         else:
             batch = [make(f"a{rng.randrange(30)}", day + timedelta(minutes=rng.randrange(600)),
                           category=rng.choice(categories), source=rng.choice(sources)) for _ in range(rng.randint(1, 6))]
-            store.upsert_articles(batch)
+            store.articles.upsert(batch)
         assert feed_sizes(store) == counted_sizes(store), step
     assert 0 < feed_sizes(store)["all"] < 30
 
@@ -215,12 +216,12 @@ def test_migration_0002_counts_the_articles_already_stored(database_url):
     store = Store(database_url)
     store.migrate()
     day = datetime(2024, 4, 1, tzinfo=BEIJING)
-    store.upsert_articles([make("a", day), make("b", day, category="热点/国内/北京", source="经济日报"),
+    store.articles.upsert([make("a", day), make("b", day, category="热点/国内/北京", source="经济日报"),
                            make("c", day, category="财经", source=None), make("d", day, category="")])
     expected = counted_sizes(store)
     config = Config()
-    config.set_main_option("script_location", str(Path(__file__).parents[1] / "feeds" / "migrations"))
-    with store.engine.begin() as conn:
+    config.set_main_option("script_location", str(Path(__file__).parents[1] / "feeds" / "store" / "migrations"))
+    with store.db.engine.begin() as conn:
         config.attributes["connection"] = conn
         command.downgrade(config, "0001")
         conn.execute(sa.text("DELETE FROM feed_versions WHERE scope = 'source:jingjiribao'"))  # as if never bumped

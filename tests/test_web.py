@@ -143,7 +143,7 @@ def test_unexpected_errors_are_a_500_without_details(app, client, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(app.extensions["feeds"].store, "newest", broken)
+    monkeypatch.setattr(app.extensions["feeds"].store.articles, "newest", broken)
     response = client.get("/feeds/all.rss")
     assert response.status_code == 500
     assert b"secret" not in response.data

@@ -1,7 +1,7 @@
-"""Alembic environment: the store hands over its open connection (``Store.migrate``)."""
+"""Alembic environment: the store hands over its open connection (``Database.migrate``)."""
 from alembic import context
 
-from feeds.store import metadata
+from feeds.store.schema import metadata
 
 connection = context.config.attributes["connection"]
 context.configure(connection=connection, target_metadata=metadata, render_as_batch=connection.dialect.name == "sqlite")

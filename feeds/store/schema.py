@@ -1,0 +1,191 @@
+"""Every table of the store, one section per concern, on one ``metadata``.
+
+One schema serves SQLite (the embedded default, in WAL mode) and PostgreSQL unchanged.
+A new concern's tables go in a section of their own here, with an Alembic migration in
+``migrations/versions``; its queries go in a module of their own beside this one.
+
+Layout choices that keep "newest N" flat as the store grows: a closure table
+``article_categories`` holds one row per article and per ancestor of its category, so a
+category feed (descendants included) is one index range scan; sources and the "all" feed
+have their own ``(…, published, pk)`` indexes. Reads are summed into hourly buckets, with
+minute buckets for the ragged edge of a ranking window.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+
+class UTCDateTime(sa.types.TypeDecorator):
+    """Aware datetimes in, aware UTC datetimes out, on every database (SQLite keeps no offset)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+# == articles, with their categories and sources (articles.py) =======================
+
+categories = sa.Table(
+    "categories",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("parent_id", sa.Integer, sa.ForeignKey("categories.id"), nullable=True),
+    sa.Column("path", sa.String(1000), nullable=False, unique=True),
+    sa.Column("slug_path", sa.String(1000), nullable=False, unique=True),
+)
+
+sources = sa.Table(
+    "sources",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(500), nullable=False, unique=True),
+    sa.Column("slug", sa.String(200), nullable=False, unique=True),
+    sa.Column("url", sa.String(2048), nullable=True),
+)
+
+articles = sa.Table(
+    "articles",
+    metadata,
+    sa.Column("pk", sa.Integer, primary_key=True),
+    sa.Column("id", sa.String(200), nullable=False, unique=True),
+    sa.Column("url", sa.String(2048), nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),
+    sa.Column("content", sa.Text, nullable=False),
+    sa.Column("author", sa.String(500), nullable=True),
+    sa.Column("source_id", sa.Integer, sa.ForeignKey("sources.id"), nullable=True),
+    sa.Column("category_id", sa.Integer, sa.ForeignKey("categories.id"), nullable=True),
+    sa.Column("tags", sa.Text, nullable=False),
+    sa.Column("image", sa.String(2048), nullable=True),
+    sa.Column("published", UTCDateTime, nullable=False),
+    sa.Column("updated", UTCDateTime, nullable=True),
+    sa.Index("ix_articles_published", "published", "pk"),
+    sa.Index("ix_articles_source_published", "source_id", "published", "pk"),
+)
+
+article_categories = sa.Table(
+    "article_categories",
+    metadata,
+    sa.Column("category_id", sa.Integer, sa.ForeignKey("categories.id"), primary_key=True),
+    sa.Column("published", UTCDateTime, primary_key=True),
+    sa.Column("article_pk", sa.Integer, sa.ForeignKey("articles.pk", ondelete="CASCADE"), primary_key=True),
+    sa.Index("ix_article_categories_article", "article_pk"),
+)
+
+
+# == feed versions (versions.py) =====================================================
+# One row per feed scope ("all", "category:<slug path>", "source:<slug>", "hot"): bumped
+# in the same transaction as any change to what its feeds show, so a rendered feed can
+# be cached under its version and never served stale (feeds/serving.py); and how many
+# articles the scope holds (a category with its descendants), kept in the same
+# transaction, so that numbering archive pages costs one lookup, not a count of them all.
+
+feed_versions = sa.Table(
+    "feed_versions",
+    metadata,
+    sa.Column("scope", sa.String(1100), primary_key=True),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("articles", sa.BigInteger, nullable=False, server_default="0"),
+)
+
+
+# == reads and rankings (reads.py, rankings.py) ======================================
+# Read counts, summed per article into minute, hour and day buckets. A ranking sums whole
+# hours and, at the ragged ends of its window, minutes; the day buckets only bound it from
+# above, so that the long tail of rarely read articles need not be summed (rankings.py).
+# On SQLite the tables are WITHOUT ROWID: the primary key is the table, counts included.
+# ``ix_*_article`` (article, bucket, count) sums one article over a range of buckets from
+# the index alone; ``ix_reads_daily_busiest`` (bucket, count, article) lists a day's most
+# read articles, or those read at least so often, without reading the rest.
+
+def _reads_table(name: str, *indexes: sa.Index) -> sa.Table:
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("bucket", UTCDateTime, primary_key=True),
+        sa.Column("article_pk", sa.Integer, sa.ForeignKey("articles.pk", ondelete="CASCADE"), primary_key=True),
+        sa.Column("count", sa.BigInteger, nullable=False),
+        *indexes,
+        sqlite_with_rowid=False,
+    )
+
+
+reads_minutely = _reads_table("reads_minutely", sa.Index("ix_reads_minutely_article", "article_pk", "bucket", "count"))
+reads_hourly = _reads_table("reads_hourly", sa.Index("ix_reads_hourly_article", "article_pk", "bucket", "count"))
+reads_daily = _reads_table(
+    "reads_daily",
+    sa.Index("ix_reads_daily_article", "article_pk"),
+    sa.Index("ix_reads_daily_busiest", "bucket", "count", "article_pk"),
+)
+
+# When each hot list's ranking last changed, and a signature of that ranking.
+ranking_states = sa.Table(
+    "ranking_states",
+    metadata,
+    sa.Column("feed", sa.String(1000), primary_key=True),
+    sa.Column("signature", sa.String(64), nullable=False),
+    sa.Column("changed", UTCDateTime, nullable=False),
+)
+
+
+# == poll statistics (polls.py) ======================================================
+# Who polls each feed, per day in the site's timezone. Nothing here can name a person:
+# a poller is a hash of address and User-Agent under a salt that lives for one day in
+# memory or Redis only, and a day's hashes are collapsed into a count once it is over.
+
+stats_daily = sa.Table(
+    "stats_daily",
+    metadata,
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("feed", sa.String(1000), primary_key=True),
+    sa.Column("requests", sa.BigInteger, nullable=False),
+    sa.Column("not_modified", sa.BigInteger, nullable=False),
+    sa.Column("pollers", sa.BigInteger, nullable=True),  # NULL while the day's hashes are still kept
+)
+
+# The distinct non-aggregator pollers of a day that is not over yet: a primary key, so
+# each instance's flush adds its hashes and the union is what is stored.
+stats_pollers = sa.Table(
+    "stats_pollers",
+    metadata,
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("feed", sa.String(1000), primary_key=True),
+    sa.Column("poller", sa.String(32), primary_key=True),
+)
+
+# Subscribers an aggregator reported (Feedly, Inoreader…): the day's largest report per
+# service, so repeated polls and several instances never add up.
+stats_aggregators = sa.Table(
+    "stats_aggregators",
+    metadata,
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("feed", sa.String(1000), primary_key=True),
+    sa.Column("service", sa.String(100), primary_key=True),
+    sa.Column("subscribers", sa.BigInteger, nullable=False),
+)
+
+stats_clients = sa.Table(
+    "stats_clients",
+    metadata,
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("feed", sa.String(1000), primary_key=True),
+    sa.Column("client", sa.String(100), primary_key=True),
+    sa.Column("requests", sa.BigInteger, nullable=False),
+)
