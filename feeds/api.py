@@ -25,7 +25,7 @@ from feeds.config import Settings
 from feeds.errors import FieldError, InvalidInput
 from feeds.ingest import longest_window, unknown_article
 from feeds.metrics import count_imports
-from feeds.validate import MAX_ID_CHARS, BadJSON, article_from_dict, event_from_dict, json_type, parse_json
+from feeds.validate import ARTICLE, MAX_ID_CHARS, READ_EVENT, BadJSON, article_from_dict, event_from_dict, json_type, parse_json
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 log = logging.getLogger("feeds.api")
@@ -262,9 +262,10 @@ def openapi() -> Response:
 def openapi_document(settings: Settings) -> dict[str, Any]:
     """The write API as OpenAPI 3.1, with this server's limits filled in.
 
-    The schemas describe the shape of what is accepted; a few rules that JSON
-    Schema cannot say (which date forms are read, that a title is more than
-    spaces) are in the descriptions, and breaking them is a 422.
+    The schemas of what is accepted come from the declaration that validation follows
+    (``feeds.validate``); a few rules that JSON Schema cannot say (which date forms are
+    read, that a title is more than spaces) are in the descriptions, and breaking them
+    is a 422.
     """
     api = settings.api
     example = {
@@ -289,29 +290,6 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         "updated": "2024-04-04T17:00:00+08:00",
     }
 
-    def text(description: str, limit: int, *, required: bool = False) -> dict[str, Any]:
-        schema: dict[str, Any] = {"type": "string" if required else ["string", "null"], "maxLength": limit,
-                                  "description": description}
-        if required:
-            schema["minLength"] = 1
-        return schema
-
-    def names(description: str) -> dict[str, Any]:
-        return {"type": ["string", "array", "null"], "items": {"type": "string"}, "description": description}
-
-    date_forms = (
-        'ISO 8601 ("2024-04-04T16:49:39+08:00", "2024-04-04 16:49:39"), RFC 822, Chinese '
-        '("2024年4月4日 16:49"), or Unix seconds; a time without an offset is in the site\'s timezone '
-        f"({settings.site.timezone})."
-    )
-    identifier = {
-        "type": ["string", "number"],
-        "minLength": 1,
-        "maxLength": MAX_ID_CHARS,
-        "description": "The publisher's own stable id: no leading, trailing or repeated spaces, no control characters. A number is read as its decimal text.",
-    }
-    url = {"type": "string", "minLength": 1, "maxLength": 2048, "description": "An absolute http(s) URL."}
-    optional_url = {"type": ["string", "null"], "maxLength": 2048, "description": "An absolute http(s) URL; empty or null for none."}
     error_response = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
 
     def answer(description: str) -> dict[str, Any]:
@@ -435,52 +413,8 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                                "description": "The token configured as api.token (or FEEDS_API_TOKEN)."},
             },
             "schemas": {
-                "Article": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "required": ["id", "url", "title", "published"],
-                    "properties": {
-                        "id": identifier,
-                        "url": url,
-                        "title": text("The headline; not only spaces.", api.max_title_chars, required=True),
-                        "summary": text("Plain text or HTML; made from the content when missing.", api.max_summary_chars),
-                        "content": text("The body as HTML; sanitised when stored.", api.max_content_chars),
-                        "author": text("The author's name.", api.max_title_chars),
-                        "source": {
-                            "description": "Where the article comes from (来源): a name, or {name, url}.",
-                            "oneOf": [
-                                {"type": ["string", "null"], "maxLength": api.max_title_chars},
-                                {
-                                    "type": "object",
-                                    "additionalProperties": False,
-                                    "required": ["name"],
-                                    "properties": {
-                                        "name": text("The source's name.", api.max_title_chars, required=True),
-                                        "url": optional_url,
-                                    },
-                                },
-                            ],
-                        },
-                        "source_url": optional_url,
-                        "category": names('The category path, as "热点/国内", "热点>国内" or ["热点", "国内"].'),
-                        "tags": names('Tags, as a list or one string split at commas and 、.'),
-                        "image": optional_url,
-                        "published": {"type": ["string", "number"], "description": "When it was published: " + date_forms},
-                        "updated": {"type": ["string", "number", "null"],
-                                    "description": "When it last changed (kept only when later than published): " + date_forms},
-                    },
-                    "example": example,
-                },
-                "ReadEvent": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "required": ["id"],
-                    "properties": {
-                        "id": {**identifier, "description": "The id of a stored article."},
-                        "count": {"type": "integer", "minimum": 1, "default": 1, "description": "How many reads."},
-                        "at": {"type": ["string", "number", "null"], "description": "When (default: now): " + date_forms},
-                    },
-                },
+                "Article": {**ARTICLE.json_schema(api), "example": example},
+                "ReadEvent": READ_EVENT.json_schema(api),
                 "Results": {
                     "type": "object",
                     "required": ["results"],

@@ -1,29 +1,28 @@
 """Raw input (a JSON object from a file line or an API body) to domain objects, or field errors.
 
 The one place that decides what an acceptable article or read event is; the CLI
-and the API both call it, so both give the same message for the same mistake.
+and the API both call it, so both give the same message for the same mistake. The
+shapes they accept are declared once (``ARTICLE``, ``READ_EVENT``), and the OpenAPI
+document's schemas are made from the same declaration (``Shape.json_schema``).
 """
 from __future__ import annotations
 
 import json
 import math
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from feeds.config import Settings
+from feeds.config import ApiSettings, Settings
 from feeds.dates import DateError, parse_date
 from feeds.errors import FieldError, InvalidInput
 from feeds.model import Article, ReadEvent, Source
 from feeds.text import html_lines, plain, sanitize_html, strip_forbidden, summarize
 
-ARTICLE_FIELDS = (
-    "id", "url", "title", "summary", "content", "author", "source", "source_url",
-    "category", "tags", "image", "published", "updated",
-)
-EVENT_FIELDS = ("id", "count", "at")
 MAX_ID_CHARS = 200
+MAX_URL_CHARS = 2048
 MAX_CATEGORY_NAME_CHARS = 100
 MAX_CATEGORY_DEPTH = 8
 MAX_READS_PER_EVENT = 1_000_000
@@ -101,7 +100,306 @@ def _check_json(value: Any) -> None:
             raise BadJSON("a number is too large")
 
 
-class _Fields:
+# -- the shapes ----------------------------------------------------------------------
+# What the API and an import accept is declared once, below: each object a ``Shape``, each
+# field a ``Field`` of a ``Kind``. A kind both reads a value (with the message a person
+# sees) and says the same rules as JSON Schema, so the OpenAPI document (``feeds.api``) is
+# made from the very declaration that validation follows, limits from config included.
+
+Limit = Callable[[ApiSettings], int]
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of an accepted object: its kind, whether it must be there, its limit, and its
+    description and example for the OpenAPI document."""
+
+    name: str
+    kind: Kind
+    description: str
+    example: Any = None
+    required: bool = False
+    max_length: int | Limit | None = None  # characters
+
+    def limit(self, api: ApiSettings) -> int | None:
+        return self.max_length(api) if callable(self.max_length) else self.max_length
+
+
+@dataclass(frozen=True)
+class Shape:
+    """An accepted JSON object: its fields, in the order their errors are listed."""
+
+    name: str
+    fields: tuple[Field, ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(field.name for field in self.fields)
+
+    def read(self, raw: Any, settings: Settings) -> dict[str, Any]:
+        """Each field's value (None when absent), or ``InvalidInput`` naming every bad field."""
+        reader = _Reader(raw, self.names)
+        values = {field.name: field.kind.read(reader, field, settings) for field in self.fields}
+        if reader.errors:
+            raise InvalidInput(reader.errors)
+        return values
+
+    def json_schema(self, api: ApiSettings) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "additionalProperties": False,
+            "required": [field.name for field in self.fields if field.required],
+            "properties": {field.name: _described(field, field.kind.schema(field, api)) for field in self.fields},
+        }
+
+
+def _described(field: Field, schema: dict[str, Any]) -> dict[str, Any]:
+    described = {**schema, "description": field.description}
+    if field.example is not None:
+        described["examples"] = [field.example]
+    return described
+
+
+class Kind:
+    """How a field of one kind is read, and the same rules as JSON Schema."""
+
+    def read(self, reader: _Reader, field: Field, settings: Settings) -> Any:
+        raise NotImplementedError
+
+    def schema(self, field: Field, api: ApiSettings) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class Identifier(Kind):
+    """The publisher's id: a string (a number is taken as one) without spaces or control characters."""
+
+    def read(self, reader: _Reader, field: Field, settings: Settings) -> str | None:
+        value = reader.text(field.name, required=True, limit=field.limit(settings.api), numbers=True)
+        if value is not None and (_NOT_IN_URLS.search(value) or strip_forbidden(value) != value):
+            reader.fail(field.name, f"{field.name}: must not contain spaces or control characters, got {value!r}")
+            return None
+        return value
+
+    def schema(self, field: Field, api: ApiSettings) -> dict[str, Any]:
+        return {"type": ["string", "number"], "minLength": 1, "maxLength": field.limit(api)}
+
+
+class Text(Kind):
+    """A string; a required one must hold more than spaces."""
+
+    def read(self, reader: _Reader, field: Field, settings: Settings) -> str | None:
+        return reader.text(field.name, required=field.required, limit=field.limit(settings.api))
+
+    def schema(self, field: Field, api: ApiSettings) -> dict[str, Any]:
+        if field.required:
+            return {"type": "string", "minLength": 1, "maxLength": field.limit(api)}
+        return {"type": ["string", "null"], "maxLength": field.limit(api)}
+
+
+class Url(Kind):
+    """An absolute http(s) URL; an optional one may be empty."""
+
+    def read(self, reader: _Reader, field: Field, settings: Settings) -> str | None:
+        return reader.url(field.name, required=field.required)
+
+    def schema(self, field: Field, api: ApiSettings) -> dict[str, Any]:
+        if field.required:
+            return {"type": "string", "minLength": 1, "maxLength": MAX_URL_CHARS}
+        return {"type": ["string", "null"], "maxLength": MAX_URL_CHARS}
+
+
+class Date(Kind):
+    """A time in any form ``feeds.dates`` reads; one without an offset is in the site's timezone."""
+
+    def read(self, reader: _Reader, field: Field, settings: Settings) -> datetime | None:
+        return reader.date(field.name, settings.tz, required=field.required)
+
+    def schema(self, field: Field, api: ApiSettings) -> dict[str, Any]:
+        return {"type": ["string", "number"] if field.required else ["string", "number", "null"]}
+
+
+@dataclass(frozen=True)
+class Names(Kind):
+    """Names, as a list or as one string split at ``separators``; blank ones dropped.
+
+    A ``path`` (of categories) may also be a breadcrumb whose first crumb is the home page,
+    and a name given in a list may not hold a separator. At most ``max_depth`` names of
+    ``max_name_chars`` each, when given.
+    """
+
+    separators: str
+    path: bool = False
+    max_depth: int | None = None
+    max_name_chars: int | None = None
+
+    def read(self, reader: _Reader, field: Field, settings: Settings) -> tuple[str, ...]:
+        name, value = field.name, reader.raw.get(field.name)
+        if self.path and isinstance(value, list) and any(isinstance(part, str) and any(c in part for c in self.separators) for part in value):
+            reader.fail(name, f"{name}: a name in the list may not hold " + " or ".join(f'"{c}"' for c in self.separators))
+            return ()
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            value = re.split(f"[{re.escape(self.separators)}]", value)
+        if not isinstance(value, list) or not all(isinstance(part, str) for part in value):
+            reader.fail(name, f"{name}: expected a string or a list of strings")
+            return ()
+        names = tuple(part for part in (plain(p) for p in value) if part)
+        if self.path and names and names[0] in _ROOT_CRUMBS:
+            names = names[1:]
+        if self.max_depth is not None and len(names) > self.max_depth:
+            reader.fail(name, f"{name}: at most {self.max_depth} levels, got {len(names)}")
+            return ()
+        for part in names:
+            if self.max_name_chars is not None and len(part) > self.max_name_chars:
+                reader.fail(name, f"{name}: a name is too long ({len(part)} characters, at most {self.max_name_chars})")
+                return ()
+        return names
+
+    def schema(self, field: Field, api: ApiSettings) -> dict[str, Any]:
+        items: dict[str, Any] = {"type": "string"}
+        if self.max_name_chars is not None:
+            items["maxLength"] = self.max_name_chars
+        schema: dict[str, Any] = {"type": ["string", "array", "null"], "items": items}
+        if self.max_depth is not None:
+            schema["maxItems"] = self.max_depth
+        return schema
+
+
+@dataclass(frozen=True)
+class Count(Kind):
+    """A whole number from 1 to ``most``, ``default`` when absent."""
+
+    most: int
+    default: int = 1
+
+    def read(self, reader: _Reader, field: Field, settings: Settings) -> int | None:
+        name, count = field.name, reader.raw.get(field.name, self.default)
+        if isinstance(count, float) and count.is_integer():
+            count = int(count)
+        if isinstance(count, bool) or not isinstance(count, int):
+            reader.fail(name, f"{name}: expected a whole number, got {json_type(count)}")
+        elif count < 1:
+            reader.fail(name, f"{name} must be positive, got {count}")
+        elif count > self.most:
+            reader.fail(name, f"{name} must be at most {self.most} in one event, got {count}")
+        else:
+            return count
+        return None
+
+    def schema(self, field: Field, api: ApiSettings) -> dict[str, Any]:
+        return {"type": "integer", "minimum": 1, "maximum": self.most, "default": self.default}
+
+
+@dataclass(frozen=True)
+class NameOrObject(Kind):
+    """A name (a string), or an object of ``shape`` whose errors are named ``<field>.<its field>``."""
+
+    shape: Shape
+
+    def read(self, reader: _Reader, field: Field, settings: Settings) -> str | dict[str, Any] | None:
+        value = reader.raw.get(field.name)
+        if not isinstance(value, dict):
+            return reader.text(field.name, limit=field.limit(settings.api))
+        try:
+            return self.shape.read(value, settings)
+        except InvalidInput as exc:
+            for error in exc.errors:
+                reader.fail(f"{field.name}.{error.field}", f"{field.name}.{error.message}")
+            return None
+
+    def schema(self, field: Field, api: ApiSettings) -> dict[str, Any]:
+        return {"oneOf": [{"type": ["string", "null"], "maxLength": field.limit(api)}, self.shape.json_schema(api)]}
+
+
+def _title_chars(api: ApiSettings) -> int:
+    return api.max_title_chars
+
+
+_DATE_FORMS = ('ISO 8601 ("2024-04-04T16:49:39+08:00", "2024-04-04 16:49:39"), RFC 822, Chinese ("2024年4月4日 16:49"), '
+               "or Unix seconds; a time without an offset is in the site's timezone.")
+_ID = Field("id", Identifier(), "The publisher's own stable id: no spaces or control characters. A number is read as its "
+            "decimal text.", example="20240404-0001", required=True, max_length=MAX_ID_CHARS)
+
+SOURCE = Shape("Source", (
+    Field("name", Text(), "The source's name.", example="经济日报", required=True, max_length=_title_chars),
+    Field("url", Url(), "Its home page: an absolute http(s) URL; empty or null for none.", example="https://www.ce.cn/"),
+))
+
+ARTICLE = Shape("Article", (
+    _ID,
+    Field("url", Url(), "The article's page: an absolute http(s) URL.",
+          example="https://news.example.cn/redian/guonei/2024/0404/0001.html", required=True),
+    Field("title", Text(), "The headline; not only spaces.", example="中国纺织工业联合会召开联席会议", required=True,
+          max_length=_title_chars),
+    Field("summary", Text(), "Plain text or HTML; made from the content when missing.", example="恒生指数收涨。",
+          max_length=lambda api: api.max_summary_chars),
+    Field("content", Text(), "The body as HTML; sanitised when stored.", example="<p>中工网北京4月2日电……</p>",
+          max_length=lambda api: api.max_content_chars),
+    Field("author", Text(), "The author's name.", example="朱欣", max_length=_title_chars),
+    Field("source", NameOrObject(SOURCE), "Where the article comes from (来源): a name, or {name, url}.", example="互联网",
+          max_length=_title_chars),
+    Field("source_url", Url(), "The source's home page, when `source` is a name: an absolute http(s) URL; empty or null "
+          "for none.", example="https://www.ce.cn/"),
+    Field("category", Names("/>", path=True, max_depth=MAX_CATEGORY_DEPTH, max_name_chars=MAX_CATEGORY_NAME_CHARS),
+          f'The category path, as "热点/国内", a breadcrumb "主页 > 热点 > 国内" or ["热点", "国内"]: at most '
+          f"{MAX_CATEGORY_DEPTH} levels of at most {MAX_CATEGORY_NAME_CHARS} characters each.", example="热点/国内"),
+    Field("tags", Names(",，、"), "Tags, as a list or one string split at commas and 、.", example=["工会", "纺织"]),
+    Field("image", Url(), "The lead image: an absolute http(s) URL; empty or null for none.",
+          example="https://news.example.cn/images/0001.jpg"),
+    Field("published", Date(), "When it was published: " + _DATE_FORMS, example="2024-04-04 16:49:39", required=True),
+    Field("updated", Date(), "When it last changed (kept only when later than published): " + _DATE_FORMS,
+          example="2024-04-04T17:00:00+08:00"),
+))
+
+READ_EVENT = Shape("ReadEvent", (
+    Field("id", Identifier(), "The id of a stored article.", example="20240404-0001", required=True, max_length=MAX_ID_CHARS),
+    Field("count", Count(MAX_READS_PER_EVENT), "How many reads.", example=3),
+    Field("at", Date(), "When (default: now): " + _DATE_FORMS, example="2024-04-04 17:00:00"),
+))
+
+
+def article_from_dict(raw: Any, settings: Settings) -> Article:
+    """Validate one article object; raise ``InvalidInput`` listing every bad field."""
+    values = ARTICLE.read(raw, settings)
+    title, url, published, updated = plain(values["title"]), values["url"], values["published"], values["updated"]
+    content_html = sanitize_html(values["content"], url) if values["content"] else ""
+    if values["summary"]:
+        summary = summarize(title, html_lines(values["summary"]))
+    else:
+        summary = summarize(title, html_lines(content_html), settings.feeds.summary_length)
+    return Article(
+        id=values["id"],
+        url=url,
+        title=title,
+        summary=summary,
+        content=content_html,
+        author=plain(values["author"] or "") or None,
+        source=_source(values["source"], values["source_url"]),
+        category=values["category"],
+        tags=values["tags"],
+        image=values["image"],
+        published=published,
+        updated=updated if updated and updated > published else None,
+    )
+
+
+def event_from_dict(raw: Any, settings: Settings, now: datetime) -> ReadEvent:
+    """Validate one read event ``{"id", "count"=1, "at"=now}``."""
+    values = READ_EVENT.read(raw, settings)
+    return ReadEvent(article_id=values["id"], at=values["at"] or now, count=values["count"])
+
+
+def _source(given: str | dict[str, Any] | None, source_url: str | None) -> Source | None:
+    if isinstance(given, dict):
+        name, url = given["name"], given["url"] or source_url
+    else:
+        name, url = given, source_url
+    name = plain(name) if name else ""
+    return Source(name=name, url=url) if name else None
+
+
+class _Reader:
     """Reads one raw object field by field, collecting every error rather than stopping at the first."""
 
     def __init__(self, raw: Any, known: tuple[str, ...]):
@@ -116,13 +414,14 @@ class _Fields:
     def fail(self, field: str, message: str) -> None:
         self.errors.append(FieldError(field, message))
 
-    def text(self, name: str, *, required: bool = False, limit: int | None = None) -> str | None:
+    def text(self, name: str, *, required: bool = False, limit: int | None = None, numbers: bool = False) -> str | None:
+        """The string, or with ``numbers`` a number's decimal text."""
         value = self.raw.get(name)
         if value is None:
             if required:
                 self.fail(name, f"{name} is missing")
             return None
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and name == "id":
+        if numbers and isinstance(value, (int, float)) and not isinstance(value, bool):
             value = str(value)
         if not isinstance(value, str):
             self.fail(name, f"{name}: expected a string, got {json_type(value)}")
@@ -136,7 +435,7 @@ class _Fields:
         return value
 
     def url(self, name: str, *, required: bool = False) -> str | None:
-        value = self.text(name, required=required, limit=2048)
+        value = self.text(name, required=required, limit=MAX_URL_CHARS)
         if value is None:
             return None
         value = value.strip()
@@ -151,136 +450,17 @@ class _Fields:
             return None
         return value
 
-    def identifier(self) -> str | None:
-        """The publisher's id: a string (a number is taken as one) without spaces or control characters."""
-        value = self.text("id", required=True, limit=MAX_ID_CHARS)
-        if value is not None and (_NOT_IN_URLS.search(value) or strip_forbidden(value) != value):
-            self.fail("id", f"id: must not contain spaces or control characters, got {value!r}")
-            return None
-        return value
-
-    def date(self, name: str, tz: Any, *, required: bool = False, default: datetime | None = None) -> datetime | None:
+    def date(self, name: str, tz: Any, *, required: bool = False) -> datetime | None:
         value = self.raw.get(name)
         if value is None:
             if required:
                 self.fail(name, f"{name} is missing")
-            return default
+            return None
         try:
             return parse_date(value, tz)
         except DateError as exc:
             self.fail(name, f"{name}: {exc}")
             return None
-
-    def names(self, name: str, split: Callable[[str], list[str]]) -> tuple[str, ...]:
-        value = self.raw.get(name)
-        if value is None:
-            return ()
-        if isinstance(value, str):
-            value = split(value)
-        if not isinstance(value, list) or not all(isinstance(part, str) for part in value):
-            self.fail(name, f"{name}: expected a string or a list of strings")
-            return ()
-        return tuple(part for part in (plain(p) for p in value) if part)
-
-
-def article_from_dict(raw: Any, settings: Settings) -> Article:
-    """Validate one article object; raise ``InvalidInput`` listing every bad field."""
-    limits = settings.api
-    fields = _Fields(raw, ARTICLE_FIELDS)
-    article_id = fields.identifier()
-    url = fields.url("url", required=True)
-    title = fields.text("title", required=True, limit=limits.max_title_chars)
-    summary = fields.text("summary", limit=limits.max_summary_chars)
-    content = fields.text("content", limit=limits.max_content_chars)
-    author = fields.text("author", limit=limits.max_title_chars)
-    source = _source(fields, limits.max_title_chars)
-    category = _category(fields)
-    tags = fields.names("tags", _split_tags)
-    image = fields.url("image")
-    published = fields.date("published", settings.tz, required=True)
-    updated = fields.date("updated", settings.tz)
-    if fields.errors:
-        raise InvalidInput(fields.errors)
-    assert article_id and url and title and published
-    title = plain(title)
-    content_html = sanitize_html(content, url) if content else ""
-    if summary:
-        summary = summarize(title, html_lines(summary))
-    else:
-        summary = summarize(title, html_lines(content_html), settings.feeds.summary_length)
-    return Article(
-        id=article_id,
-        url=url,
-        title=title,
-        summary=summary,
-        content=content_html,
-        author=plain(author or "") or None,
-        source=source,
-        category=category,
-        tags=tags,
-        image=image,
-        published=published,
-        updated=updated if updated and updated > published else None,
-    )
-
-
-def event_from_dict(raw: Any, settings: Settings, now: datetime) -> ReadEvent:
-    """Validate one read event ``{"id", "count"=1, "at"=now}``."""
-    fields = _Fields(raw, EVENT_FIELDS)
-    article_id = fields.identifier()
-    count = fields.raw.get("count", 1)
-    if isinstance(count, float) and count.is_integer():
-        count = int(count)
-    if isinstance(count, bool) or not isinstance(count, int):
-        fields.fail("count", f"count: expected a whole number, got {json_type(count)}")
-    elif count < 1:
-        fields.fail("count", f"count must be positive, got {count}")
-    elif count > MAX_READS_PER_EVENT:
-        fields.fail("count", f"count must be at most {MAX_READS_PER_EVENT} in one event, got {count}")
-    at = fields.date("at", settings.tz, default=now)
-    if fields.errors:
-        raise InvalidInput(fields.errors)
-    assert article_id and at
-    return ReadEvent(article_id=article_id, at=at, count=count)
-
-
-def _source(fields: _Fields, limit: int) -> Source | None:
-    value = fields.raw.get("source")
-    url = fields.url("source_url")
-    if isinstance(value, dict):
-        nested = _Fields(value, ("name", "url"))
-        name = nested.text("name", required=True, limit=limit)
-        url = nested.url("url") or url
-        fields.errors.extend(FieldError(f"source.{e.field}", f"source.{e.message}") for e in nested.errors)
-        if nested.errors:
-            return None
-    else:
-        name = fields.text("source", limit=limit)
-    name = plain(name) if name else ""
-    return Source(name=name, url=url) if name else None
-
-
-def _category(fields: _Fields) -> tuple[str, ...]:
-    """A path: "热点/国内", "主页 > 热点 > 国内" (a breadcrumb) or ["热点", "国内"]."""
-    value = fields.raw.get("category")
-    if isinstance(value, list) and any(isinstance(name, str) and ("/" in name or ">" in name) for name in value):
-        fields.fail("category", 'category: a name in the list may not hold "/" or ">"')
-        return ()
-    names = fields.names("category", lambda path: re.split(r"[/>]", path))
-    if names and names[0] in _ROOT_CRUMBS:
-        names = names[1:]
-    if len(names) > MAX_CATEGORY_DEPTH:
-        fields.fail("category", f"category: at most {MAX_CATEGORY_DEPTH} levels, got {len(names)}")
-        return ()
-    for name in names:
-        if len(name) > MAX_CATEGORY_NAME_CHARS:
-            fields.fail("category", f"category: a name is too long ({len(name)} characters, at most {MAX_CATEGORY_NAME_CHARS})")
-            return ()
-    return names
-
-
-def _split_tags(text: str) -> list[str]:
-    return text.replace("，", ",").replace("、", ",").split(",")
 
 
 def json_type(value: Any) -> str:
