@@ -18,12 +18,19 @@ does, so ``ru_maxrss`` (the peak resident set) is that import's alone:
     python bench/import_speed.py                         # 100k articles, SQLite and PostgreSQL
     python bench/import_speed.py --articles 10000        # a quick run
     python bench/import_speed.py --no-postgres
+    python bench/import_speed.py --against ../old-checkout --rounds 2   # this code beside another, in one run
+
+With ``--against`` every import runs once with each code base per round, alternating, the
+other's ``feeds`` package put first on the child's ``PYTHONPATH``; the table shows both
+and the ratio of their medians.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,13 +40,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as c  # noqa: E402
-import _data  # noqa: E402
 
 BEIJING = timezone(timedelta(hours=8))
 CONTENT = '<p>' + "新闻正文。" * 100 + '</p><p><a href="/redian/related.html">相关阅读</a></p>'
 
 
 def write_lines(path: Path, n: int) -> None:
+    import _data  # here, not at the top: a child importing another checkout's feeds package needs none of it
+
     data = _data.generate(n, 0)
     sources = data.sources
     with path.open("w", encoding="utf-8") as out:
@@ -100,9 +108,9 @@ def child(url: str, lines: Path, reimport: bool) -> None:
     print(json.dumps(result))
 
 
-def run_child(url: str, lines: Path, reimport: bool) -> dict:
+def run_child(url: str, lines: Path, reimport: bool, code: Path = c.ROOT) -> dict:
     command = [sys.executable, __file__, "--child", url, "--lines", str(lines)] + (["--no-reimport"] if not reimport else [])
-    done = subprocess.run(command, capture_output=True, text=True)
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(code)})
     if done.returncode != 0:
         raise RuntimeError(f"import child failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -115,6 +123,8 @@ def main() -> None:
                         help=f"PostgreSQL server; the database feeds_bench_import is created there and dropped (default {c.DEFAULT_POSTGRES})")
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--no-reimport", action="store_true", help="skip importing the same file a second time")
+    parser.add_argument("--against", type=Path, metavar="CHECKOUT", help="also import with the feeds package of another checkout")
+    parser.add_argument("--rounds", type=int, default=1, help="imports per target and code base, alternating (default 1)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--lines", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -131,18 +141,30 @@ def main() -> None:
         write_lines(lines, args.articles)
         c.log(f"{args.articles:,} articles written as JSON Lines ({lines.stat().st_size / 2**20:.0f} MB) "
               f"in {time.perf_counter() - began:.1f} s")
-        targets = [("validation only (no store)", "")]
-        targets.append(("SQLite (new file, WAL)", f"sqlite:///{Path(folder) / 'import.db'}"))
+        codes = [("", c.ROOT)] + ([(f" [{args.against}]", args.against.resolve())] if args.against else [])
+        targets = ["validation only (no store)", "SQLite (new file, WAL)"] + ([] if own is None else ["PostgreSQL (own database)"])
+        runs: dict[str, list[dict]] = {}
         try:
-            if own is not None:
-                targets.append(("PostgreSQL (own database)", own.create()))
-            for name, url in targets:
-                result = run_child(url, lines, reimport)
-                c.log(f"{name}: {result}")
-                results.append((name, result))
+            for name in targets:
+                for _ in range(args.rounds):
+                    for label, code in codes:
+                        if name.startswith("SQLite"):
+                            database = Path(folder) / "import.db"
+                            for leftover in Path(folder).glob("import.db*"):
+                                leftover.unlink()
+                            url = f"sqlite:///{database}"
+                        elif name.startswith("PostgreSQL"):
+                            own.drop()
+                            url = own.create()
+                        else:
+                            url = ""
+                        result = run_child(url, lines, reimport, code)
+                        c.log(f"{name}{label}: {result}")
+                        runs.setdefault(name + label, []).append(result)
         finally:
             if own is not None:
                 own.drop()
+        results = [(name, _median(found)) for name, found in runs.items()]
         size = lines.stat().st_size
 
     print(c.header())
@@ -162,7 +184,17 @@ def main() -> None:
                          f"{floor / r['again_seconds']:.2f}", "", f"{r['again_peak']:.0f}", r["again_summary"]))
     print(c.table(("target", "pass", "seconds", "articles/s", "vs validation", "RSS before MB", "peak RSS MB", "result"),
                   rows, "llrrrrrl"))
+    if args.against:
+        speeds = (_median(runs[name + codes[1][0]])["seconds"] / _median(runs[name])["seconds"] for name in targets)
+        print(f"\nthis code's speed ÷ {args.against}'s, medians of {args.rounds} round(s), first import: "
+              + ", ".join(f"{name} {speed:.2f}" for name, speed in zip(targets, speeds)))
     print(f"\ntotal run time {time.perf_counter() - began:.0f} s")
+
+
+def _median(found: list[dict]) -> dict:
+    """The run of median first-import time, with the medians of its times."""
+    middle = sorted(found, key=lambda r: r["seconds"])[len(found) // 2]
+    return {**middle, **{key: statistics.median(r[key] for r in found) for key in ("seconds", "again_seconds") if key in middle}}
 
 
 if __name__ == "__main__":

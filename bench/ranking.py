@@ -134,8 +134,8 @@ def run(name: str, url: str, data: _data.Dataset, args: argparse.Namespace, note
         for _ in range(args.runs + 1)
     ]
     median, p95 = _time(lambda: store.reads.record(batches.pop()), args.runs)
-    rows.append((name, f"record_reads, batch of {args.batch:,} events", median, p95))
-    print(f"{name}: record_reads: median {median:.1f} ms, p95 {p95:.1f} ms", file=sys.stderr)
+    rows.append((name, f"reads.record, batch of {args.batch:,} events", median, p95))
+    print(f"{name}: reads.record: median {median:.1f} ms, p95 {p95:.1f} ms", file=sys.stderr)
     store.close()
     return rows
 

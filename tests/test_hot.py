@@ -176,7 +176,7 @@ def test_ranking_matches_a_brute_force_count(store, settings, monkeypatch):
     assert taken["bounded"] and taken["everything"], taken
 
 
-def test_has_reads_since(store, settings):
+def test_any_reads_since(store, settings):
     stored(store, settings, {"id": "a"})
     read(store, NOW, ("a", minutes(30), 1))
     assert store.reads.any_since(NOW - minutes(31)) and store.reads.any_since(NOW - minutes(30))
@@ -244,7 +244,7 @@ def test_concurrent_recording_adds_up(store, settings):
 # -- when a list last changed --------------------------------------------------------------
 
 
-def test_ranking_changed_moves_only_with_the_signature(store):
+def test_the_ranking_change_time_moves_only_with_the_signature(store):
     first = store.rankings.changed("hot/daily", "A", NOW)
     assert first == NOW
     assert store.rankings.changed("hot/daily", "A", NOW + minutes(5)) == NOW
