@@ -6,16 +6,23 @@ version of each scope it touches (``bump``, ``changed``), so that a rendered fee
 under its scope's version and never served stale (``feeds/serving.py``).
 
 Every poll asks ``current``: a version read is trusted for ``recheck_seconds``, and
-forgotten at once when a write commits through this process, or when another process's
-news arrives (``forget``, called by ``feeds.cache.ChangeNews``).
+forgotten at once when a write commits through any process on this machine (the
+``ChangeCounter`` in shared memory), or when news of another instance's write arrives
+(``forget``, called by ``feeds.cache.ChangeNews``).
 """
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import mmap
+import os
+import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
-from contextlib import suppress
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -36,10 +43,56 @@ def source_scope(slug: str) -> str:
     return f"source:{slug}"
 
 
+class ChangeCounter:
+    """How many writes to one database have committed on this machine: eight bytes of shared
+    memory that every process using the database maps (gunicorn's workers, ``feeds import``).
+
+    A process compares it with the count it saw last on every poll, a read of memory, and
+    forgets the versions it trusts when it moved: a write acknowledged by one worker is then
+    what the next request to any worker sees, at no cost to a poll.
+    """
+
+    def __init__(self, database_url: str):
+        folder = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
+        name = hashlib.sha256(database_url.encode()).hexdigest()[:16]
+        self._fd = os.open(folder / f"feeds-{os.getuid()}-{name}.changes", os.O_RDWR | os.O_CREAT, 0o600)
+        with self._locked():
+            if os.fstat(self._fd).st_size < 8:
+                os.ftruncate(self._fd, 8)
+        self._memory = mmap.mmap(self._fd, 8)
+        self._count = memoryview(self._memory).cast("Q")  # one native 8-byte word: read in a few tens of ns
+
+    def read(self) -> int:
+        return self._count[0]
+
+    def bump(self) -> None:
+        with self._locked():
+            self._count[0] += 1
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        # lockf, not flock: its locks belong to a process, so workers forked with the
+        # same descriptor still exclude each other.
+        fcntl.lockf(self._fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.lockf(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        self._count.release()
+        with suppress(Exception):
+            self._memory.close()
+        with suppress(OSError):
+            os.close(self._fd)
+
+
 class FeedVersions:
     def __init__(self, db: Database, recheck_seconds: float = 0):
         self.db = db
         self.recheck_seconds = recheck_seconds
+        self._counter = ChangeCounter(db.url)
+        self._seen = self._counter.read()
         self._trusted: dict[str, tuple[int, float]] = {}  # scope -> (version, trusted until)
         self._changes = 0  # changes heard of (forget): a version read across one is not kept
         self._lock = threading.Lock()
@@ -47,7 +100,7 @@ class FeedVersions:
         self._connections: list[Any] = []
         placeholder = "?" if db.engine.dialect.paramstyle == "qmark" else "%s"
         self._sql = f"SELECT version FROM feed_versions WHERE scope = {placeholder}"
-        db.after_commit.append(self.forget)  # before any other listener: it may read the new versions
+        db.after_commit.append(self._committed)  # before any other listener: they may read the new versions
 
     def current(self, scope: str) -> int:
         """How many times what the feeds of ``scope`` show has changed (0: never).
@@ -57,6 +110,10 @@ class FeedVersions:
         through another process or instance shows within that time, one committed through
         this store, or told of by ``forget``, at once.
         """
+        seen = self._counter.read()
+        if seen != self._seen:  # a write committed through another process on this machine
+            self._seen = seen
+            self.forget()
         known = self._trusted.get(scope)
         if known is not None and time.monotonic() < known[1]:
             return known[0]
@@ -83,6 +140,11 @@ class FeedVersions:
                 with suppress(Exception):
                     connection.close()
             self._connections.clear()
+        self._counter.close()
+
+    def _committed(self, scopes: set[str]) -> None:
+        self.forget(scopes)
+        self._counter.bump()
 
     # -- inside a write transaction ---------------------------------------------------
 
