@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -18,11 +19,12 @@ from feeds.metrics import QUERY_SECONDS, configure_logging, register_request_log
 from feeds.metrics import endpoint as metrics_endpoint
 from feeds.serving import RenderedFeeds, feed_paths
 from feeds.store import Store
-from feeds.websub import Publisher
+from feeds.websub.publisher import Publisher
 from feeds.writers import FORMATS
 
 if TYPE_CHECKING:
     from feeds.stats import PollCounter
+    from feeds.websub.delivery import Distributor
 
 __all__ = ["create_app", "Services", "Settings", "load_settings"]
 __version__ = "0.1.0"
@@ -39,32 +41,38 @@ class Services:
     catalog: Catalog
     feeds: RenderedFeeds
     publisher: Publisher
+    hub: Distributor
     stats: PollCounter
 
 
 def open_services(settings: Settings) -> Services:
-    """The store (migrated), catalog, rendered-feed cache, WebSub publisher and poll counter of one site."""
+    """The store (migrated), catalog, rendered-feed cache, WebSub publisher and hub, and poll counter of one site."""
     from feeds.stats import PollCounter  # not at the top: feeds.stats needs feeds.api, which needs this module
+    from feeds.websub.delivery import Distributor  # likewise: it needs feeds.web
 
     publisher = Publisher(settings.websub.hubs)
     news = ChangeNews(settings.cache.url, settings.cache.retry_after) if is_redis(settings.cache.url) else None
+    changed = threading.Event()
     store = Store(settings.database.url, settings.slugs.categories, settings.slugs.sources,
-                  on_change=_announcer(settings, publisher, news), recheck_seconds=settings.cache.recheck_seconds)
+                  on_change=_announcer(settings, publisher, news, changed), recheck_seconds=settings.cache.recheck_seconds)
     store.migrate()
     catalog = Catalog(store, settings)
     feeds = RenderedFeeds(store, catalog, open_cache(settings.cache.url, settings.cache.retry_after), settings, news)
-    return Services(settings, store, catalog, feeds, publisher, PollCounter(store, settings))
+    hub = Distributor(store, feeds, settings, changed)
+    return Services(settings, store, catalog, feeds, publisher, hub, PollCounter(store, settings))
 
 
-def _announcer(settings: Settings, publisher: Publisher, news: ChangeNews | None) -> Callable[[set[str]], None]:
-    """Tell the other processes which scopes a committed change touched, and ping the hubs
-    for every feed URL it touched. Reads arrive all the time; the hot lists are announced
-    to hubs at most once per ``cache.hot_ttl``."""
+def _announcer(settings: Settings, publisher: Publisher, news: ChangeNews | None,
+               changed: threading.Event) -> Callable[[set[str]], None]:
+    """Tell the other processes which scopes a committed change touched, wake this process's
+    hub, and ping the other hubs for every feed URL it touched. Reads arrive all the time;
+    the hot lists are announced to other hubs at most once per ``cache.hot_ttl``."""
     last_hot = [0.0]
 
     def announce(scopes: set[str]) -> None:
         if news is not None:
             news.publish(scopes)
+        changed.set()
         if not settings.websub.hubs:
             return
         if "hot" in scopes:
@@ -78,8 +86,10 @@ def _announcer(settings: Settings, publisher: Publisher, news: ChangeNews | None
     return announce
 
 
-def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
-    """The WSGI app. ``config`` is a ``Settings``, or overrides nested like config.toml."""
+def create_app(config: Settings | Mapping[str, Any] | None = None, deliver: bool = False) -> Flask:
+    """The WSGI app. ``config`` is a ``Settings``, or overrides nested like config.toml. With ``deliver``, this
+    process also runs the WebSub hub's verifications and deliveries beside the requests: a serving process
+    does, where the app is made in each worker (gunicorn without ``--preload``), as ``feeds serve`` does."""
     settings = config if isinstance(config, Settings) else load_settings(overrides=config)
     app = Flask(__name__)
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
@@ -87,8 +97,10 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     app.extensions["feeds"] = open_services(settings)
 
     from feeds import api, pages, stats, web
+    from feeds.websub import hub
 
     app.register_blueprint(web.bp)
+    app.register_blueprint(hub.bp)
     app.register_blueprint(pages.bp)  # its /feeds/<path>.html outranks web's /feeds/<path> (tests/test_pages.py)
     app.register_blueprint(api.bp)
     app.register_blueprint(stats.bp)
@@ -96,6 +108,8 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     services = app.extensions["feeds"]
     app.add_url_rule("/metrics", "metrics", metrics_endpoint(services.store, settings.metrics.allow))
     services.store.time_queries(QUERY_SECONDS.observe)
+    if deliver:
+        services.hub.start()
     _register_errors(app)
     register_request_log(app)
     configure_logging()

@@ -195,7 +195,7 @@ class Catalog:
             language=self.settings.site.language,
             updated=updated.astimezone(tz),
             items=tuple(self._item(article, prefix) for article, prefix in zip(articles, prefixes)),
-            hubs=() if history.archived else tuple(self.settings.websub.hubs),  # nothing to announce: archives hold still
+            hubs=() if history.archived else announced_hubs(self.settings),  # nothing to announce: archives hold still
             history=history,
         )
 
@@ -235,6 +235,16 @@ class Catalog:
 def feed_address(settings: Settings, path: str) -> str:
     """The canonical URL of the feed at ``path``, without extension: ``site.base_url`` + ``/feeds/<path>``."""
     return f"{settings.site.base_url.rstrip('/')}/feeds/{path}"
+
+
+def hub_address(settings: Settings) -> str:
+    """The URL of the service's own WebSub hub."""
+    return f"{settings.site.base_url.rstrip('/')}/hub"
+
+
+def announced_hubs(settings: Settings) -> tuple[str, ...]:
+    """The WebSub hubs every feed names: the service's own (unless ``websub.hub`` is off), then ``websub.hubs``."""
+    return ((hub_address(settings),) if settings.websub.hub else ()) + tuple(settings.websub.hubs)
 
 
 def _signature(articles: list[Article]) -> str:

@@ -108,8 +108,8 @@ def serve_command(obj: Context, host: str | None, port: int | None, workers: int
             }.items():
                 self.cfg.set(key, value)
 
-        def load(self) -> Any:
-            return create_app(settings)
+        def load(self) -> Any:  # in each worker, after the fork: each runs the hub's deliveries from its start
+            return create_app(settings, deliver=True)
 
     Gunicorn().run()
 
@@ -176,7 +176,7 @@ def _write(target: Path, body: bytes, modified: float | None) -> None:
 def stats_command(obj: Context) -> None:
     """Print who polls each feed: subscribers today, requests and 304s over 30 days, top clients."""
     services = obj.services()
-    rows = report(services.stats, services.catalog)
+    rows = report(services.stats, services.catalog, services.store.subscriptions)
     click.echo(text_table(rows) if rows else "No feed was polled in the last 30 days.")
 
 

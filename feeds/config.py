@@ -78,6 +78,16 @@ class CacheSettings:
 @dataclass(frozen=True)
 class WebSubSettings:
     hubs: list[str] = field(default_factory=list)
+    hub: bool = True
+    lease_seconds: int = 864_000
+    min_lease_seconds: int = 3_600
+    max_lease_seconds: int = 2_592_000
+    retry_seconds: int = 86_400
+    allow_callbacks: list[str] = field(default_factory=list)
+    max_subscriptions: int = 100_000
+    max_per_host: int = 1_000
+    concurrency: int = 16
+    timeout: int = 5
 
 
 @dataclass(frozen=True)
@@ -198,6 +208,12 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key}: expected a table, got {value!r}")
         return {_coerce(key_type, k, key): _coerce(value_type, v, f"{key}.{k}") for k, v in value.items()}
+    if hint is bool:
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+            value = value.lower() in ("true", "1")
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
     if hint is int:
         if isinstance(value, str) and value.strip().lstrip("-").isdigit():
             value = int(value)
@@ -226,11 +242,12 @@ def _check(settings: Settings) -> None:
         parts = urlsplit(hub)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ConfigError(f"websub.hubs[{index}]: expected an http(s) URL, got {hub!r}")
-    for index, address in enumerate(settings.metrics.allow):
-        try:
-            ipaddress.ip_network(address, strict=False)
-        except ValueError as exc:
-            raise ConfigError(f"metrics.allow[{index}]: expected an IP address or network, got {address!r}") from exc
+    for key, networks in (("metrics.allow", settings.metrics.allow), ("websub.allow_callbacks", settings.websub.allow_callbacks)):
+        for index, address in enumerate(networks):
+            try:
+                ipaddress.ip_network(address, strict=False)
+            except ValueError as exc:
+                raise ConfigError(f"{key}[{index}]: expected an IP address or network, got {address!r}") from exc
     if settings.cache.url and urlsplit(settings.cache.url).scheme not in ("redis", "rediss", "memory"):
         raise ConfigError(f"cache.url: expected redis://, rediss:// or memory://, got {settings.cache.url!r}")
     positive = {
@@ -248,6 +265,12 @@ def _check(settings: Settings) -> None:
         "stats.flush_seconds": settings.stats.flush_seconds,
         "stats.retention_days": settings.stats.retention_days,
         "cache.retry_after": settings.cache.retry_after,
+        "websub.min_lease_seconds": settings.websub.min_lease_seconds,
+        "websub.retry_seconds": settings.websub.retry_seconds,
+        "websub.max_subscriptions": settings.websub.max_subscriptions,
+        "websub.max_per_host": settings.websub.max_per_host,
+        "websub.concurrency": settings.websub.concurrency,
+        "websub.timeout": settings.websub.timeout,
         **{f"hot.windows.{name}": hours for name, hours in settings.hot.windows.items()},
     }
     for key, value in positive.items():
@@ -257,6 +280,9 @@ def _check(settings: Settings) -> None:
         raise ConfigError(f"cache.recheck_seconds: must not be negative, got {settings.cache.recheck_seconds}")
     if settings.feeds.max_age < 0:
         raise ConfigError(f"feeds.max_age: must not be negative, got {settings.feeds.max_age}")
+    websub = settings.websub
+    if not websub.min_lease_seconds <= websub.lease_seconds <= websub.max_lease_seconds:
+        raise ConfigError("websub.lease_seconds: must lie between websub.min_lease_seconds and websub.max_lease_seconds")
     if settings.feeds.default_limit > settings.feeds.max_limit:
         raise ConfigError("feeds.default_limit: must not exceed feeds.max_limit")
     for name in settings.hot.windows:

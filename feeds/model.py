@@ -109,6 +109,67 @@ class FeedDay:
 
 
 @dataclass(frozen=True)
+class Intent:
+    """A WebSub (un)subscription request waiting for its callback to confirm it."""
+
+    key: str  # a hash of topic and callback: one subscription per pair
+    topic: str
+    callback: str
+    host: str  # the callback's host, for the per-host limit
+    feed: str  # the topic's feed path, as poll statistics name it
+    scope: str  # the feed version scope its content follows
+    mode: str  # "subscribe" or "unsubscribe"
+    secret: str | None
+    lease_seconds: int
+
+
+@dataclass(frozen=True)
+class Owed:
+    """A WebSub subscription whose topic changed since it was last sent: the content at ``version`` is owed."""
+
+    key: str
+    topic: str
+    callback: str
+    secret: str | None
+    feed: str
+    version: int
+    delivered_etag: str | None
+    attempts: int
+    failing_since: datetime | None
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What became of a delivery: ``delivered``, ``unchanged`` (the bytes were sent already), ``failed``
+    (tried again at ``retry_at``), ``given_up`` or ``gone`` (410: the subscription ends)."""
+
+    owed: Owed
+    result: str
+    etag: str | None = None
+    retry_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class HubFeed:
+    """One feed's WebSub subscribers now: confirmed and answering, waiting for confirmation, failing."""
+
+    feed: str
+    active: int = 0
+    pending: int = 0
+    failing: int = 0
+
+
+@dataclass(frozen=True)
+class HubDay:
+    """One feed's WebSub deliveries on one day: sent and taken, and attempts that failed."""
+
+    day: date
+    feed: str
+    delivered: int
+    failed: int
+
+
+@dataclass(frozen=True)
 class Item:
     """One entry of a feed, ready for any format: text is plain except ``content_html``."""
 

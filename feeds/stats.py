@@ -13,12 +13,13 @@ memory (``PollCounter.record``). A background thread writes the counts to the
 database every ``stats.flush_seconds`` and at exit, one transaction per flush, merged
 into what other processes and instances wrote (requests summed, pollers united,
 reports the largest). Pollers are kept as keyed hashes of address and User-Agent
-under a random salt for the day, held in memory, or in Redis when ``cache.url``
-names one, so that every process and instance hashes a poller alike; the salt
-is never stored in the database, so once the day is over its hashes cannot be
-reversed nor linked to another day's, and they are collapsed into a count.
-Without Redis each process has its own salt: a person whose polls reach two
-worker processes counts twice that day.
+under a random salt for the day, kept in the database while the day is open so
+that every process and instance hashes a poller alike; once the day is closed the
+salt is deleted with the hashes, which are collapsed into a count, so they cannot
+be reversed nor linked to another day's.
+
+WebSub subscribers of the service's own hub are a service of their own ("WebSub"),
+counted as they stand now.
 """
 from __future__ import annotations
 
@@ -40,15 +41,17 @@ from flask import Blueprint, Response, current_app, jsonify, render_template, re
 from markupsafe import Markup
 
 from feeds.api import ApiError, check_token, token_matches
-from feeds.cache import is_redis, redis_client
 from feeds.catalog import Catalog
 from feeds.config import Settings
-from feeds.model import FeedDay, PollCounts
+from feeds.errors import StoreUnavailable
+from feeds.model import FeedDay, HubFeed, PollCounts
 from feeds.store import Store
+from feeds.store.subscriptions import Subscriptions
 
 log = logging.getLogger("feeds.stats")
 
 TREND_DAYS = 30
+DIRECT = "direct pollers"  # the service that pollers with no aggregator's report count under
 TOP_CLIENTS = 3
 _NAME_CHARS = 100  # the longest client or service name stored
 
@@ -121,9 +124,6 @@ class PollCounter:
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         self._flusher: threading.Thread | None = None
-        self._redis: Any = None
-        if is_redis(settings.cache.url):
-            self._redis = redis_client(settings.cache.url)
 
     def record(self, feed: str, address: str, user_agent: str, status: int, now: datetime | None = None) -> None:
         """Count one answered poll of ``feed`` (its path without the format)."""
@@ -188,15 +188,13 @@ class PollCounter:
         return hashlib.blake2b(f"{address}\n{user_agent}".encode(), key=key, digest_size=8).hexdigest()
 
     def _salt(self, day: date) -> bytes:
-        """The day's salt: from Redis when configured (shared by every instance), else this process's."""
-        salt = secrets.token_bytes(32)
-        if self._redis is not None:
-            name = f"feeds:stats:salt:{day.isoformat()}"
-            try:
-                self._redis.set(name, salt, nx=True, ex=2 * 86_400)
-                salt = self._redis.get(name) or salt
-            except Exception as exc:  # Redis down: count on with this process's salt
-                log.warning("redis unavailable for the stats salt of %s; using this process's: %s", day, exc)
+        """The day's salt, shared by every process and instance through the database; a
+        process's own while the database cannot be reached (that poller may count twice)."""
+        try:
+            salt = self.polls.salt(day)
+        except StoreUnavailable as exc:
+            log.warning("the database is unavailable for the stats salt of %s; using this process's: %s", day, exc)
+            salt = secrets.token_bytes(32)
         with self._lock:
             salt = self._salts.setdefault(day, salt)
             for old in [known for known in self._salts if known < day - timedelta(days=1)]:
@@ -213,11 +211,15 @@ class FeedStats:
 
     feed: str  # path, e.g. category/redian/guonei
     title: str
-    subscribers: int
+    subscribers: int  # today's: the services' below, added up
     trend: tuple[int, ...]  # estimated subscribers per day, oldest first, today last
     requests: int
     not_modified: int
     clients: tuple[tuple[str, int], ...]  # the busiest client applications, most requests first
+    services: tuple[tuple[str, int], ...] = ()  # today's subscribers by service: aggregators, WebSub, direct pollers
+    websub: HubFeed | None = None  # the hub's subscribers now
+    delivered: int = 0  # WebSub deliveries over the days of the trend
+    failed: int = 0  # and attempts that failed
 
     @property
     def not_modified_share(self) -> float:
@@ -233,12 +235,15 @@ class FeedStats:
             "not_modified": self.not_modified,
             "not_modified_share": round(self.not_modified_share, 4),
             "clients": [{"client": name, "requests": count} for name, count in self.clients],
+            "services": [{"service": name, "subscribers": count} for name, count in self.services],
+            "websub": {"active": self.websub.active if self.websub else 0, "pending": self.websub.pending if self.websub else 0,
+                       "failing": self.websub.failing if self.websub else 0, "delivered": self.delivered, "failed": self.failed},
         }
 
 
-def report(counter: PollCounter, catalog: Catalog, today: date | None = None) -> list[FeedStats]:
-    """Every feed polled in the last ``TREND_DAYS`` days (today included), most subscribers first.
-    This process's counts are written first, so they show at once."""
+def report(counter: PollCounter, catalog: Catalog, subscriptions: Subscriptions, today: date | None = None) -> list[FeedStats]:
+    """Every feed polled or subscribed to through the hub in the last ``TREND_DAYS`` days (today
+    included), most subscribers first. This process's counts are written first, so they show at once."""
     counter.flush()
     today = today or datetime.now(counter.settings.tz).date()
     first = today - timedelta(days=TREND_DAYS - 1)
@@ -246,14 +251,29 @@ def report(counter: PollCounter, catalog: Catalog, today: date | None = None) ->
     for row in counter.polls.feed_days(first, today):
         by_feed.setdefault(row.feed, {})[row.day] = row
     clients = counter.polls.client_requests(first, today)
+    reports = counter.polls.reports(today)
+    hub = subscriptions.feeds(datetime.now(counter.settings.tz))
+    deliveries: dict[str, list[int]] = {}
+    for day in subscriptions.days(first, today):
+        tally = deliveries.setdefault(day.feed, [0, 0])
+        tally[0], tally[1] = tally[0] + day.delivered, tally[1] + day.failed
     found = []
-    for feed, days in by_feed.items():
+    for feed in sorted(set(by_feed) | set(hub) | set(deliveries)):
+        days = by_feed.get(feed, {})
+        websub = hub.get(feed, HubFeed(feed))
+        pushed = websub.active + websub.failing  # subscribed through the hub, counted as they stand now
         trend = tuple(_subscribers(days.get(first + timedelta(days=n))) for n in range(TREND_DAYS))
+        trend = trend[:-1] + (trend[-1] + pushed,)
+        polled_today = days.get(today)
+        services = sorted(reports.get(feed, {}).items(), key=lambda item: (-item[1], item[0]))
+        services += [(name, count) for name, count in (("WebSub", pushed), (DIRECT, polled_today.pollers if polled_today else 0)) if count]
         spec = catalog.resolve(feed)
         busiest = sorted(clients.get(feed, {}).items(), key=lambda item: (-item[1], item[0]))[:TOP_CLIENTS]
+        delivered, failed = deliveries.get(feed, (0, 0))
         found.append(FeedStats(
             feed, spec.title if spec else feed, trend[-1], trend,
             sum(row.requests for row in days.values()), sum(row.not_modified for row in days.values()), tuple(busiest),
+            tuple(services), websub, delivered, failed,
         ))
     return sorted(found, key=lambda stats: (-stats.subscribers, -stats.requests, stats.feed))
 
@@ -277,12 +297,14 @@ def sparkline(values: tuple[int, ...], width: int = 120, height: int = 24) -> Ma
 
 def text_table(rows: list[FeedStats]) -> str:
     """The report as aligned columns for a terminal; Chinese characters take two columns."""
-    table = [("订阅源", "路径", "今日订阅", "30天请求", "304", "常用客户端")]
+    table = [("订阅源", "路径", "今日订阅", "按服务", "WebSub 活跃/待确认/失败", "推送/失败", "30天请求", "304", "常用客户端")]
     for stats in rows:
-        table.append((stats.title, stats.feed, str(stats.subscribers), str(stats.requests),
+        hub = stats.websub or HubFeed(stats.feed)
+        table.append((stats.title, stats.feed, str(stats.subscribers), ", ".join(f"{name} {count}" for name, count in stats.services),
+                      f"{hub.active}/{hub.pending}/{hub.failing}", f"{stats.delivered}/{stats.failed}", str(stats.requests),
                       f"{stats.not_modified_share:.0%}", ", ".join(f"{name} {count}" for name, count in stats.clients)))
     widths = [max(display_width(row[column]) for row in table) for column in range(len(table[0]))]
-    numeric = {2, 3, 4}
+    numeric = {2, 4, 5, 6, 7}
     lines = []
     for row in table:
         cells = []
@@ -334,7 +356,7 @@ def _private(response: Response) -> Response:
 @bp.get("/stats")
 def stats_page() -> Response:
     services = current_app.extensions["feeds"]
-    rows = report(services.stats, services.catalog)
+    rows = report(services.stats, services.catalog, services.store.subscriptions)
     body = render_template("stats.html", rows=rows, site=services.settings.site, days=TREND_DAYS, sparkline=sparkline)
     return Response(body, mimetype="text/html")
 
@@ -343,7 +365,7 @@ def stats_page() -> Response:
 def stats_json() -> Response:
     services = current_app.extensions["feeds"]
     today = datetime.now(services.settings.tz).date()
-    rows = report(services.stats, services.catalog, today)
+    rows = report(services.stats, services.catalog, services.store.subscriptions, today)
     return jsonify(
         today=today.isoformat(),
         timezone=services.settings.site.timezone,

@@ -17,7 +17,7 @@ from lxml import etree
 from werkzeug.http import http_date, parse_accept_header, parse_date, parse_etags
 
 from feeds.cache import Rendered
-from feeds.catalog import Catalog, FeedSpec, feed_address
+from feeds.catalog import Catalog, FeedSpec, announced_hubs, feed_address
 from feeds.config import Settings
 from feeds.model import Category
 from feeds.serving import ENCODINGS, etag_of
@@ -54,10 +54,11 @@ def feed(feed_path: str) -> Response:
         no_feed(path)
     archived = path.startswith("archive/")
     headers = [("Vary", "Accept-Encoding")]
-    if not archived and services.settings.websub.hubs:
+    hubs = announced_hubs(services.settings)
+    if not archived and hubs:
         # WebSub discovery (W3C WebSub §4): the hubs, and the one URL to subscribe to. Archive
         # pages have nothing to subscribe to.
-        links = [f'<{hub}>; rel="hub"' for hub in services.settings.websub.hubs]
+        links = [f'<{hub}>; rel="hub"' for hub in hubs]
         headers.append(("Link", ", ".join([*links, f'<{feed_url_of(path, extension)}>; rel="self"'])))
     if encoding != "identity":
         headers.append(("Content-Encoding", encoding))  # Werkzeug leaves it out of a 304
@@ -86,13 +87,20 @@ def no_feed(path: str) -> NoReturn:
 
 def requested_limit(path: str = "") -> int:
     """``?limit=``, checked; without one, a hot list's size or the default."""
-    site = settings()
-    raw = limit_asked(request.environ.get("QUERY_STRING", ""))
+    try:
+        return limit_of(path, request.environ.get("QUERY_STRING", ""), settings())
+    except ValueError as exc:
+        abort(400, description=str(exc))
+
+
+def limit_of(path: str, query_string: str, site: Settings) -> int:
+    """The number of items the query string asks of the feed at ``path``; ValueError saying what is allowed."""
+    raw = limit_asked(query_string)
     feeds = site.feeds
     if raw is None:
         return site.hot.size if path.startswith("hot/") else feeds.default_limit
     if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= feeds.max_limit:
-        abort(400, description=f"limit must be a whole number from 1 to {feeds.max_limit}, got {raw!r}.")
+        raise ValueError(f"limit must be a whole number from 1 to {feeds.max_limit}, got {raw!r}.")
     return int(raw)
 
 

@@ -15,7 +15,7 @@ from feeds import create_app
 from feeds.config import Settings
 from feeds.stats import PollCounter, display_width, parse_user_agent
 from feeds.model import FeedDay
-from feeds.store.schema import stats_aggregators, stats_clients, stats_daily, stats_pollers
+from feeds.store.schema import stats_aggregators, stats_clients, stats_daily, stats_pollers, stats_salts
 from tests.conftest import REDIS_URL, Runner, article, make_settings
 
 BEIJING = make_settings("sqlite://").tz
@@ -145,13 +145,21 @@ def polled_by_two_instances(database_url: str, cache_url: str) -> int:
     return row.pollers
 
 
-@pytest.mark.skipif(not REDIS_URL, reason="FEEDS_TEST_REDIS_URL is not set; the Redis tests need it")
-def test_instances_sharing_redis_hash_a_poller_alike(database_url: str) -> None:
-    assert polled_by_two_instances(database_url, REDIS_URL) == 2
+@pytest.mark.parametrize("with_redis", [False, pytest.param(True, marks=pytest.mark.skipif(
+    not REDIS_URL, reason="FEEDS_TEST_REDIS_URL is not set; the Redis tests need it"))])
+def test_instances_hash_a_poller_alike_with_or_without_redis(database_url: str, with_redis: bool) -> None:
+    assert polled_by_two_instances(database_url, REDIS_URL if with_redis else "") == 2  # the day's salt is in the database
 
 
-def test_instances_without_redis_salt_on_their_own(database_url: str) -> None:
-    assert polled_by_two_instances(database_url, "") == 4  # the documented overcount without Redis
+def test_a_days_salt_goes_when_the_day_is_closed(store) -> None:
+    today = datetime.now(BEIJING).date()
+    old, yesterday = today - timedelta(days=2), today - timedelta(days=1)
+    salts = {day: store.polls.salt(day) for day in (old, yesterday, today)}
+    assert len(set(salts.values())) == 3 and store.polls.salt(today) == salts[today]
+    store.polls.add([], keep_from=today - timedelta(days=90), open_from=yesterday)
+    with store.db.engine.connect() as conn:
+        kept = {row.day for row in conn.execute(sa.select(stats_salts))}
+    assert kept == {yesterday, today}
 
 
 def basic(password: str) -> dict[str, str]:
@@ -196,6 +204,8 @@ def test_json_shape(polled: Flask) -> None:
         "not_modified": 0, "not_modified_share": 0.0,
         "clients": [{"client": "newsboat", "requests": 2}, {"client": "Feedly", "requests": 1},
                     {"client": "NetNewsWire", "requests": 1}],
+        "services": [{"service": "Feedly", "subscribers": 7}, {"service": "direct pollers", "subscribers": 2}],
+        "websub": {"active": 0, "pending": 0, "failing": 0, "delivered": 0, "failed": 0},
     }
     assert (source["feed"], source["title"], source["subscribers"]) == ("source/xinhuashe", "融易新闻 · 来源:新华社", 1)
 

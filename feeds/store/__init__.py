@@ -9,7 +9,9 @@ narrow face and a module of its own:
   in every write's transaction, and the trust a process puts in a version it read;
 - ``store.reads`` (``reads.py``) and ``store.rankings`` (``rankings.py``): read events in
   minute, hour and day buckets, and the hot lists ranked from them;
-- ``store.polls`` (``polls.py``): who polls which feed, per day.
+- ``store.polls`` (``polls.py``): who polls which feed, per day;
+- ``store.subscriptions`` (``subscriptions.py``): the WebSub hub's subscriptions and what
+  each is owed.
 
 ``schema.py`` holds every table, ``database.py`` the engine, transactions and migrations
 (Alembic, in ``migrations/``). Reads come back as domain objects from ``feeds.model``.
@@ -25,6 +27,7 @@ from feeds.store.database import Database
 from feeds.store.polls import PollStats
 from feeds.store.rankings import Rankings
 from feeds.store.reads import Reads
+from feeds.store.subscriptions import Subscriptions
 from feeds.store.versions import FeedVersions
 
 __all__ = ["Store", "Outcome"]
@@ -49,6 +52,8 @@ class Store:
         self.reads = Reads(self.db)
         self.rankings = Rankings(self.db)
         self.polls = PollStats(self.db)
+        self.subscriptions = Subscriptions(self.db)
+        self.closed = False
         if on_change is not None:
             self.db.after_commit.append(on_change)
 
@@ -68,5 +73,6 @@ class Store:
         self.db.time_queries(observe)
 
     def close(self) -> None:
+        self.closed = True
         self.versions.close()
         self.db.close()

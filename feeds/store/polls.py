@@ -6,6 +6,7 @@ largest. A day's hashes are collapsed into a count once no flush adds to it any 
 """
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from datetime import date
 
@@ -15,7 +16,7 @@ from sqlalchemy.engine import Connection
 
 from feeds.model import FeedDay, PollCounts
 from feeds.store.database import Database
-from feeds.store.schema import stats_aggregators, stats_clients, stats_daily, stats_pollers
+from feeds.store.schema import stats_aggregators, stats_clients, stats_daily, stats_pollers, stats_salts
 
 
 class PollStats:
@@ -23,6 +24,7 @@ class PollStats:
 
     def __init__(self, db: Database):
         self.db = db
+        self._dialect = postgresql if db.dialect == "postgresql" else sqlite
 
     def add(self, counts: Sequence[PollCounts], keep_from: date, open_from: date) -> None:
         """Merge ``counts`` into the stored ones in one transaction: requests summed, pollers
@@ -30,7 +32,7 @@ class PollStats:
         deleted, and the poller hashes of days before ``open_from`` (no flush adds to them
         any more) are collapsed into their count."""
 
-        dialect = postgresql if self.db.dialect == "postgresql" else sqlite
+        dialect = self._dialect
 
         def add(conn: Connection) -> None:
             ordered = sorted(counts, key=lambda c: (c.day, c.feed))  # the same lock order in every instance
@@ -73,6 +75,7 @@ class PollStats:
             conn.execute(stats_daily.update().where(stats_daily.c.day < open_from, stats_daily.c.pollers.is_(None))
                          .values(pollers=closing))
             conn.execute(stats_pollers.delete().where(stats_pollers.c.day < open_from))
+            conn.execute(stats_salts.delete().where(stats_salts.c.day < open_from))
 
         self.db.write(add)
 
@@ -105,6 +108,28 @@ class PollStats:
         with self.db.read() as conn:
             return [FeedDay(row.day, row.feed, int(row.requests), int(row.not_modified), int(row.pollers), int(row.reported))
                     for row in conn.execute(query)]
+
+    def salt(self, day: date) -> bytes:
+        """The key of the day's poller hashes, the same for every process and instance: made by the
+        first to ask, and deleted with the day's hashes once the day is closed (``add``)."""
+        with self.db.read() as conn:
+            found = conn.scalar(sa.select(stats_salts.c.salt).where(stats_salts.c.day == day))
+        if found is None:
+            self.db.write(lambda conn: conn.execute(
+                self._dialect.insert(stats_salts).values(day=day, salt=secrets.token_bytes(32)).on_conflict_do_nothing()))
+            with self.db.read() as conn:
+                found = conn.scalar(sa.select(stats_salts.c.salt).where(stats_salts.c.day == day))
+        return bytes(found)
+
+    def reports(self, day: date) -> dict[str, dict[str, int]]:
+        """The subscribers each aggregator service reported for each feed on ``day``."""
+        query = sa.select(stats_aggregators.c.feed, stats_aggregators.c.service, stats_aggregators.c.subscribers).where(
+            stats_aggregators.c.day == day)
+        found: dict[str, dict[str, int]] = {}
+        with self.db.read() as conn:
+            for feed, service, subscribers in conn.execute(query):
+                found.setdefault(feed, {})[service] = int(subscribers)
+        return found
 
     def client_requests(self, first: date, last: date) -> dict[str, dict[str, int]]:
         """Requests per client application of each feed from ``first`` to ``last``."""

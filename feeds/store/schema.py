@@ -181,6 +181,15 @@ stats_aggregators = sa.Table(
     sa.Column("subscribers", sa.BigInteger, nullable=False),
 )
 
+# The day's salt of the poller hashes, shared by every process and instance; deleted with
+# the day's hashes once no flush adds to them, so that they cannot be made again.
+stats_salts = sa.Table(
+    "stats_salts",
+    metadata,
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("salt", sa.LargeBinary(32), nullable=False),
+)
+
 stats_clients = sa.Table(
     "stats_clients",
     metadata,
@@ -188,4 +197,60 @@ stats_clients = sa.Table(
     sa.Column("feed", sa.String(1000), primary_key=True),
     sa.Column("client", sa.String(100), primary_key=True),
     sa.Column("requests", sa.BigInteger, nullable=False),
+)
+
+
+# == the WebSub hub (subscriptions.py) ===============================================
+# A subscription request waits in ``websub_intents`` until its callback has confirmed it
+# (or it is dropped); then it is a row of ``websub_subscriptions`` until it is cancelled,
+# expires or answers 410. What a subscriber is owed needs no queue of its own: a
+# subscription notes the version of its topic's scope it was last sent
+# (``delivered_version``), so it is owed whatever ``feed_versions`` holds beyond that,
+# and a newer change simply replaces one still pending. ``key`` is a hash of topic and
+# callback: both may be 2,048 characters, too long for a unique index.
+
+websub_intents = sa.Table(
+    "websub_intents",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("topic", sa.String(2048), nullable=False),
+    sa.Column("callback", sa.String(2048), nullable=False),
+    sa.Column("host", sa.String(300), nullable=False),
+    sa.Column("feed", sa.String(1000), nullable=False),
+    sa.Column("scope", sa.String(1100), nullable=False),
+    sa.Column("mode", sa.String(16), nullable=False),
+    sa.Column("secret", sa.String(200), nullable=True),
+    sa.Column("lease_seconds", sa.Integer, nullable=False),
+    sa.Column("requested", UTCDateTime, nullable=False),
+    sa.Column("claimed_until", UTCDateTime, nullable=True),
+)
+
+websub_subscriptions = sa.Table(
+    "websub_subscriptions",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("topic", sa.String(2048), nullable=False),
+    sa.Column("callback", sa.String(2048), nullable=False),
+    sa.Column("host", sa.String(300), nullable=False),
+    sa.Column("feed", sa.String(1000), nullable=False),  # the topic's feed path, as poll statistics name it
+    sa.Column("scope", sa.String(1100), nullable=False),  # the feed_versions row its content follows
+    sa.Column("secret", sa.String(200), nullable=True),
+    sa.Column("expires", UTCDateTime, nullable=False),
+    sa.Column("delivered_version", sa.BigInteger, nullable=False),
+    sa.Column("delivered_etag", sa.String(80), nullable=True),
+    sa.Column("due", UTCDateTime, nullable=False),  # no attempt before: the backoff after a failure
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("failing_since", UTCDateTime, nullable=True),
+    sa.Column("claimed_until", UTCDateTime, nullable=True),
+    sa.Index("ix_websub_subscriptions_scope", "scope"),
+    sa.Index("ix_websub_subscriptions_host", "host"),
+)
+
+websub_days = sa.Table(
+    "websub_days",
+    metadata,
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("feed", sa.String(1000), primary_key=True),
+    sa.Column("delivered", sa.BigInteger, nullable=False),
+    sa.Column("failed", sa.BigInteger, nullable=False),
 )

@@ -1,4 +1,4 @@
-"""WebSub publishing: after a change, tell each hub which feed URLs changed.
+"""WebSub publishing to other hubs: after a change, tell each hub in ``websub.hubs`` which feed URLs changed.
 
 The pings go out from a background thread with retries, so a slow or down hub
 never slows or breaks a write; a ping that fails for good is logged.
