@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import http.server
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -33,6 +34,7 @@ class Callback:
 
     confirm: str = "echo"  # echo the challenge, "wrong", "refuse" (404) or "redirect" (302 to /elsewhere)
     status: int = 200  # the answer to a delivery
+    delay: float = 0.0  # seconds before it answers a delivery
     verifications: list[dict[str, str]] = field(default_factory=list)
     deliveries: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
 
@@ -69,6 +71,7 @@ class Subscribers:
                 callback = subscribers.callbacks.setdefault(urlsplit(self.path).path.strip("/"), Callback())
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 callback.deliveries.append(({name: value for name, value in self.headers.items()}, body))
+                time.sleep(callback.delay)
                 self.send_response(callback.status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

@@ -184,6 +184,8 @@ def test_two_instances_on_postgresql_deliver_each_change_once(tmp_path, subscrib
             assert target.subscribe(f"{subscribers.url}/{name}", f"{first.base}/feeds/all.json") == 202
         eventually(lambda: all(subscribers[name].verifications for name in names))
         time.sleep(1)
+        for name in names:  # slow readers: a round of deliveries lasts seconds, while the other instance looks for work
+            subscribers[name].delay = 0.5
         for n in range(5):
             (first if n % 2 else second).post("/api/articles", article(id=f"x{n}", url=f"https://news.example.cn/x{n}.html",
                                                                          title=f"第{n}条"))
