@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import http.server
 import threading
 import time
@@ -123,6 +124,18 @@ def work(app: Any) -> None:
         pass
 
 
+def answering(app: Any, subscribers: Subscribers, name: str, status: int) -> Any:
+    """A confirmed subscriber of all.rss whose callback answers deliveries with ``status`` from now on,
+    after a new article was owed to it; the client."""
+    client = app.test_client()
+    subscribe(client, f"{subscribers.url}/{name}")
+    work(app)
+    subscribers[name].status = status
+    post_article(client)
+    work(app)
+    return client
+
+
 def rows(app: Any, table: sa.Table) -> list[Any]:
     with app.extensions["feeds"].store.db.engine.connect() as conn:
         return conn.execute(sa.select(table)).all()
@@ -191,12 +204,7 @@ def test_a_secret_signs_every_delivery(hub_app, subscribers):
 
 
 def test_a_failing_subscriber_is_retried_and_gets_only_the_newest_content(hub_app, subscribers):
-    client = hub_app.test_client()
-    subscribe(client, f"{subscribers.url}/flaky")
-    work(hub_app)
-    subscribers["flaky"].status = 503
-    post_article(client)
-    work(hub_app)
+    client = answering(hub_app, subscribers, "flaky", 503)
     (failing,) = rows(hub_app, websub_subscriptions)
     assert failing.attempts == 1 and failing.failing_since is not None
     assert timedelta(seconds=1) <= failing.due - failing.failing_since <= timedelta(seconds=3)  # the first retry within seconds
@@ -217,12 +225,7 @@ def test_a_failing_subscriber_is_retried_and_gets_only_the_newest_content(hub_ap
 def test_failures_are_given_up_after_retry_seconds(database_url, subscribers, caplog):
     app = create_app(hub_settings(database_url, retry_seconds=1))
     app.config["TESTING"] = True
-    client = app.test_client()
-    subscribe(client, f"{subscribers.url}/down")
-    work(app)
-    subscribers["down"].status = 500
-    post_article(client)
-    work(app)
+    answering(app, subscribers, "down", 500)
     with app.extensions["feeds"].store.db.engine.begin() as conn:
         conn.execute(websub_subscriptions.update().values(due=datetime.now(timezone.utc),
                                                           failing_since=datetime.now(timezone.utc) - timedelta(seconds=5)))
@@ -238,12 +241,7 @@ def test_failures_are_given_up_after_retry_seconds(database_url, subscribers, ca
 
 
 def test_410_ends_the_subscription(hub_app, subscribers):
-    client = hub_app.test_client()
-    subscribe(client, f"{subscribers.url}/gone")
-    work(hub_app)
-    subscribers["gone"].status = 410
-    post_article(client)
-    work(hub_app)
+    answering(hub_app, subscribers, "gone", 410)
     assert len(subscribers["gone"].deliveries) == 1 and rows(hub_app, websub_subscriptions) == []
 
 
@@ -379,6 +377,11 @@ def test_a_subscription_request_must_be_a_small_form(strict_app):
     assert client.post("/hub", json={"hub.mode": "subscribe"}).status_code == 415
     assert client.post("/hub", data={"hub.mode": "subscribe", "hub.topic": "x" * 20_000}).status_code == 413
     assert client.get("/hub").status_code == 405
+    chunked = client.post("/hub", input_stream=io.BytesIO(b"pad=" + b"x" * 20_000 + b"&hub.mode=subscribe"),
+                          headers={"Content-Type": "application/x-www-form-urlencoded", "Transfer-Encoding": "chunked"},
+                          environ_base={"wsgi.input_terminated": True})  # as gunicorn marks a chunked body
+    assert chunked.status_code == 400 and "hub.mode is missing" in chunked.get_data(as_text=True)  # read only to the limit
+    assert rows(strict_app, websub_intents) == []
 
 
 def test_subscriptions_are_limited_per_host_and_in_all(strict_app):

@@ -69,6 +69,7 @@ def hub() -> tuple[Response, int] | Response:
     settings = services.settings
     if not settings.websub.hub:
         return _answer(404, "This service runs no WebSub hub (websub.hub is off).")
+    request.max_content_length = MAX_REQUEST_BYTES  # a chunked body too is read no further
     if (request.content_length or 0) > MAX_REQUEST_BYTES:
         return _answer(413, f"A subscription request is at most {MAX_REQUEST_BYTES} bytes.")
     if request.mimetype not in ("", "application/x-www-form-urlencoded"):
