@@ -53,7 +53,8 @@ class ChangeCounter:
     """
 
     def __init__(self, database_url: str):
-        folder = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
+        shared = Path("/dev/shm")  # memory, never disk; elsewhere the temporary folder does, through the page cache
+        folder = shared if shared.is_dir() and os.access(shared, os.W_OK) else Path(tempfile.gettempdir())
         name = hashlib.sha256(database_url.encode()).hexdigest()[:16]
         self._fd = os.open(folder / f"feeds-{os.getuid()}-{name}.changes", os.O_RDWR | os.O_CREAT, 0o600)
         with self._locked():
