@@ -105,6 +105,11 @@ class ServerSettings:
 
 
 @dataclass(frozen=True)
+class CorsSettings:
+    allow_origins: list[str] = field(default_factory=lambda: ["*"])
+
+
+@dataclass(frozen=True)
 class MetricsSettings:
     allow: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1"])
 
@@ -122,6 +127,7 @@ class Settings:
     stats: StatsSettings = field(default_factory=StatsSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    cors: CorsSettings = field(default_factory=CorsSettings)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -248,6 +254,10 @@ def _check(settings: Settings) -> None:
                 ipaddress.ip_network(address, strict=False)
             except ValueError as exc:
                 raise ConfigError(f"{key}[{index}]: expected an IP address or network, got {address!r}") from exc
+    for index, origin in enumerate(settings.cors.allow_origins):
+        parts = urlsplit(origin)
+        if origin != "*" and (parts.scheme not in ("http", "https") or not parts.netloc or parts.path or parts.query):
+            raise ConfigError(f"cors.allow_origins[{index}]: expected * or an origin such as https://news.example.cn, got {origin!r}")
     if settings.cache.url and urlsplit(settings.cache.url).scheme not in ("redis", "rediss", "memory"):
         raise ConfigError(f"cache.url: expected redis://, rediss:// or memory://, got {settings.cache.url!r}")
     positive = {

@@ -53,7 +53,7 @@ def feed(feed_path: str) -> Response:
     if rendered is None:
         no_feed(path)
     archived = path.startswith("archive/")
-    headers = [("Vary", "Accept-Encoding")]
+    headers = [("Vary", "Accept-Encoding"), *cors_headers(environ, services.settings)]
     hubs = announced_hubs(services.settings)
     if not archived and hubs:
         # WebSub discovery (W3C WebSub §4): the hubs, and the one URL to subscribe to. Archive
@@ -70,7 +70,36 @@ def feed(feed_path: str) -> Response:
 
 @bp.get("/feeds.opml")
 def opml() -> Response:
-    return conditional(opml_document(directory()), "text/x-opml; charset=utf-8", None)
+    response = conditional(opml_document(directory()), "text/x-opml; charset=utf-8", None)
+    response.headers.extend(cors_headers(request.environ, settings()))
+    return response
+
+
+# Feeds and the OPML may be read by scripts on other sites (CORS), credentials never: they are
+# public documents, and a script polling politely needs to see the validators and the hub.
+CORS_EXPOSED = "ETag, Last-Modified, Link"
+CORS_PREFLIGHT = [("Access-Control-Allow-Methods", "GET, HEAD"),
+                  ("Access-Control-Allow-Headers", "If-None-Match, If-Modified-Since"), ("Access-Control-Max-Age", "86400")]
+
+
+def cors_headers(environ: dict[str, str], site: Settings) -> list[tuple[str, str]]:
+    """Who may read a feed or the OPML from another origin: anyone (``*``), or the configured origins."""
+    allowed = site.cors.allow_origins
+    if "*" in allowed:
+        return [("Access-Control-Allow-Origin", "*"), ("Access-Control-Expose-Headers", CORS_EXPOSED)]
+    origin = environ.get("HTTP_ORIGIN")
+    if origin in allowed:
+        return [("Access-Control-Allow-Origin", origin), ("Access-Control-Expose-Headers", CORS_EXPOSED), ("Vary", "Origin")]
+    return [("Vary", "Origin")] if allowed else []
+
+
+@bp.after_request
+def _preflight(response: Response) -> Response:
+    """A browser asks before a conditional cross-origin GET (If-None-Match is not a "simple" header)."""
+    if request.method == "OPTIONS" and request.endpoint in ("web.feed", "web.opml"):
+        cors = cors_headers(request.environ, settings())
+        response.headers.extend(cors + (CORS_PREFLIGHT if any(name == "Access-Control-Allow-Origin" for name, _ in cors) else []))
+    return response
 
 
 @bp.get("/healthz")
