@@ -384,6 +384,14 @@ def test_a_subscription_request_must_be_a_small_form(strict_app):
     assert rows(strict_app, websub_intents) == []
 
 
+def test_unsubscribing_from_nothing_calls_no_one(hub_app, subscribers):
+    client = hub_app.test_client()
+    post_article(client)
+    assert subscribe(client, f"{subscribers.url}/never", mode="unsubscribe").status_code == 202
+    work(hub_app)
+    assert subscribers["never"].verifications == [] and rows(hub_app, websub_intents) == []
+
+
 def test_subscriptions_are_limited_per_host_and_in_all(strict_app):
     client = strict_app.test_client()
     post_article(client)

@@ -36,11 +36,14 @@ class Subscriptions:
     def request(self, intent: Intent, now: datetime, max_total: int, max_per_host: int) -> None:
         """Keep ``intent`` until its callback confirms it, replacing any request still waiting for the
         same topic and callback. A subscription that is neither kept yet nor waiting counts against
-        the limits; raise ``LimitReached`` naming the one it would pass."""
+        the limits; raise ``LimitReached`` naming the one it would pass. To unsubscribe from nothing
+        is nothing to confirm: no request is kept, so no stranger's URL is called for it."""
 
         def store(conn: Connection) -> None:
             known = conn.scalar(sa.select(sa.func.count()).select_from(_subscriptions).where(_subscriptions.c.key == intent.key))
             waiting = conn.scalar(sa.select(sa.func.count()).select_from(_intents).where(_intents.c.key == intent.key))
+            if intent.mode == "unsubscribe" and not known and not waiting:
+                return
             if intent.mode == "subscribe" and not known and not waiting:
                 for limit, where, what in (
                     (max_per_host, lambda table: table.c.host == intent.host, f"{max_per_host} for the callback host {intent.host}"),
