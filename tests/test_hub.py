@@ -181,12 +181,12 @@ def test_every_feed_names_the_hub(hub_app):
 
 
 def test_the_own_hub_comes_before_other_hubs(database_url):
-    app = create_app(hub_settings(database_url, hubs=["https://hub.example/"]))
+    app = create_app(hub_settings(database_url, hubs=["http://127.0.0.1:9/"]))
     client = app.test_client()
     post_article(client)
     assert client.get("/feeds/all.rss").headers["Link"] == (
-        f'<{BASE}/hub>; rel="hub", <https://hub.example/>; rel="hub", <{BASE}/feeds/all.rss>; rel="self"')
-    assert [hub["url"] for hub in client.get("/feeds/all.json").get_json()["hubs"]] == [f"{BASE}/hub", "https://hub.example/"]
+        f'<{BASE}/hub>; rel="hub", <http://127.0.0.1:9/>; rel="hub", <{BASE}/feeds/all.rss>; rel="self"')
+    assert [hub["url"] for hub in client.get("/feeds/all.json").get_json()["hubs"]] == [f"{BASE}/hub", "http://127.0.0.1:9/"]
     app.extensions["feeds"].store.close()
 
 
