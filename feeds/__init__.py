@@ -112,14 +112,6 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, deliver: bool
         services.hub.start()
     _register_errors(app)
 
-    @app.after_request
-    def unframed(response: Response) -> Response:
-        # No page may be framed by another site (clickjacking: /admin/stats above all).
-        if response.mimetype == "text/html":
-            response.headers["Content-Security-Policy"] = "frame-ancestors 'none'"
-            response.headers["X-Frame-Options"] = "DENY"
-        return response
-
     register_request_log(app)
     configure_logging()
     return app

@@ -22,10 +22,11 @@ from markupsafe import Markup
 
 from feeds.catalog import FeedSpec
 from feeds.model import Article, Feed
-from feeds.web import Directory, requested_limit, catalog, conditional, directory, feed_url, no_feed, settings
+from feeds.web import Directory, catalog, conditional, directory, feed_url, no_feed, refuse_framing, requested_limit, settings
 from feeds.writers import FORMATS
 
 bp = Blueprint("pages", __name__)
+bp.after_request(refuse_framing)
 
 # The index reads the newest HEADLINE_SCAN articles in one query and takes each feed's
 # headline from them; only a feed with nothing among them costs a query of its own.

@@ -45,6 +45,7 @@ from feeds.catalog import Catalog
 from feeds.config import Settings
 from feeds.errors import StoreUnavailable
 from feeds.model import FeedDay, HubFeed, PollCounts
+from feeds.web import refuse_framing
 from feeds.store import Store
 from feeds.store.subscriptions import Subscriptions
 
@@ -350,7 +351,7 @@ def _refused(exc: ApiError) -> Response:
 @bp.after_request
 def _private(response: Response) -> Response:
     response.cache_control.no_store = True
-    return response
+    return refuse_framing(response)
 
 
 @bp.get("/stats")

@@ -39,7 +39,7 @@ def settings() -> Settings:
     return current_app.extensions["feeds"].settings
 
 
-@bp.get("/feeds/<path:feed_path>")
+@bp.get("/feeds/<path:feed_path>", provide_automatic_options=False)  # preflight below
 def feed(feed_path: str) -> Response:
     # The polling path: nearly every request ends here with a cache hit or a 304, so it reads
     # the request's environ once and writes its headers as a list (bench/throughput.py).
@@ -68,7 +68,7 @@ def feed(feed_path: str) -> Response:
     return response
 
 
-@bp.get("/feeds.opml")
+@bp.get("/feeds.opml", provide_automatic_options=False)
 def opml() -> Response:
     response = conditional(opml_document(directory()), "text/x-opml; charset=utf-8", None)
     response.headers.extend(cors_headers(request.environ, settings()))
@@ -93,12 +93,19 @@ def cors_headers(environ: dict[str, str], site: Settings) -> list[tuple[str, str
     return [("Vary", "Origin")] if allowed else []
 
 
-@bp.after_request
-def _preflight(response: Response) -> Response:
+@bp.route("/feeds/<path:feed_path>", methods=["OPTIONS"])
+@bp.route("/feeds.opml", methods=["OPTIONS"])
+def preflight(feed_path: str = "") -> Response:
     """A browser asks before a conditional cross-origin GET (If-None-Match is not a "simple" header)."""
-    if request.method == "OPTIONS" and request.endpoint in ("web.feed", "web.opml"):
-        cors = cors_headers(request.environ, settings())
-        response.headers.extend(cors + (CORS_PREFLIGHT if any(name == "Access-Control-Allow-Origin" for name, _ in cors) else []))
+    cors = cors_headers(request.environ, settings())
+    allowed = any(name == "Access-Control-Allow-Origin" for name, _ in cors)
+    return Response(status=204, headers=[("Allow", "GET, HEAD, OPTIONS"), *cors, *(CORS_PREFLIGHT if allowed else [])])
+
+
+def refuse_framing(response: Response) -> Response:
+    """For the blueprints that make HTML pages: none may be framed by another site (clickjacking)."""
+    response.headers["Content-Security-Policy"] = "frame-ancestors 'none'"
+    response.headers["X-Frame-Options"] = "DENY"
     return response
 
 

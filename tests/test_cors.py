@@ -24,7 +24,7 @@ def test_feeds_answer_scripts_from_any_origin(loaded, path):
     assert first.headers["Access-Control-Expose-Headers"] == "ETag, Last-Modified, Link"
     assert "Access-Control-Allow-Credentials" not in first.headers
     preflight = loaded.options(path, headers=PREFLIGHT)
-    assert preflight.status_code == 200 and preflight.headers["Access-Control-Allow-Origin"] == "*"
+    assert preflight.status_code == 204 and preflight.headers["Access-Control-Allow-Origin"] == "*"
     assert preflight.headers["Access-Control-Allow-Methods"] == "GET, HEAD"
     assert "if-none-match" in preflight.headers["Access-Control-Allow-Headers"].lower()
     again = loaded.get(path, headers={"Origin": PARTNER, "If-None-Match": first.headers["ETag"]})
