@@ -111,7 +111,6 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, deliver: bool
     if deliver:
         services.hub.start()
     _register_errors(app)
-
     register_request_log(app)
     configure_logging()
     return app

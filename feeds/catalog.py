@@ -40,6 +40,9 @@ class Catalog:
     def __init__(self, store: Store, settings: Settings):
         self.store = store
         self.settings = settings
+        # The WebSub hubs every feed names: the service's own (unless websub.hub is off), then
+        # websub.hubs. Made once: every poll's Link header names them.
+        self.hubs = ((hub_address(settings),) if settings.websub.hub else ()) + tuple(settings.websub.hubs)
 
     # -- which feeds exist -------------------------------------------------------
 
@@ -195,7 +198,7 @@ class Catalog:
             language=self.settings.site.language,
             updated=updated.astimezone(tz),
             items=tuple(self._item(article, prefix) for article, prefix in zip(articles, prefixes)),
-            hubs=() if history.archived else announced_hubs(self.settings),  # nothing to announce: archives hold still
+            hubs=() if history.archived else self.hubs,  # nothing to announce: archives hold still
             history=history,
         )
 
@@ -240,11 +243,6 @@ def feed_address(settings: Settings, path: str) -> str:
 def hub_address(settings: Settings) -> str:
     """The URL of the service's own WebSub hub."""
     return f"{settings.site.base_url.rstrip('/')}/hub"
-
-
-def announced_hubs(settings: Settings) -> tuple[str, ...]:
-    """The WebSub hubs every feed names: the service's own (unless ``websub.hub`` is off), then ``websub.hubs``."""
-    return ((hub_address(settings),) if settings.websub.hub else ()) + tuple(settings.websub.hubs)
 
 
 def _signature(articles: list[Article]) -> str:

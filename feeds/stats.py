@@ -45,9 +45,9 @@ from feeds.catalog import Catalog
 from feeds.config import Settings
 from feeds.errors import StoreUnavailable
 from feeds.model import FeedDay, HubFeed, PollCounts
-from feeds.web import refuse_framing
 from feeds.store import Store
 from feeds.store.subscriptions import Subscriptions
+from feeds.web import refuse_framing
 
 log = logging.getLogger("feeds.stats")
 
@@ -162,7 +162,7 @@ class PollCounter:
         try:
             # Yesterday stays open: another instance may still flush polls it counted before midnight.
             self.polls.add(counts, keep_from=today - timedelta(days=self.settings.stats.retention_days - 1),
-                                       open_from=today - timedelta(days=1))
+                           open_from=today - timedelta(days=1))
         except Exception:
             with self._lock:
                 for key, tally in tallies.items():

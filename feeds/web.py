@@ -6,6 +6,7 @@ has the bytes gets a 304 with no body.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -17,7 +18,7 @@ from lxml import etree
 from werkzeug.http import http_date, parse_accept_header, parse_date, parse_etags
 
 from feeds.cache import Rendered
-from feeds.catalog import Catalog, FeedSpec, announced_hubs, feed_address
+from feeds.catalog import Catalog, FeedSpec, feed_address
 from feeds.config import Settings
 from feeds.model import Category
 from feeds.serving import ENCODINGS, etag_of
@@ -54,7 +55,7 @@ def feed(feed_path: str) -> Response:
         no_feed(path)
     archived = path.startswith("archive/")
     headers = [("Vary", "Accept-Encoding"), *cors_headers(environ, services.settings)]
-    hubs = announced_hubs(services.settings)
+    hubs = services.catalog.hubs
     if not archived and hubs:
         # WebSub discovery (W3C WebSub §4): the hubs, and the one URL to subscribe to. Archive
         # pages have nothing to subscribe to.
@@ -82,11 +83,14 @@ CORS_PREFLIGHT = [("Access-Control-Allow-Methods", "GET, HEAD"),
                   ("Access-Control-Allow-Headers", "If-None-Match, If-Modified-Since"), ("Access-Control-Max-Age", "86400")]
 
 
-def cors_headers(environ: dict[str, str], site: Settings) -> list[tuple[str, str]]:
+_CORS_ANYONE = (("Access-Control-Allow-Origin", "*"), ("Access-Control-Expose-Headers", CORS_EXPOSED))
+
+
+def cors_headers(environ: dict[str, str], site: Settings) -> Sequence[tuple[str, str]]:
     """Who may read a feed or the OPML from another origin: anyone (``*``), or the configured origins."""
     allowed = site.cors.allow_origins
     if "*" in allowed:
-        return [("Access-Control-Allow-Origin", "*"), ("Access-Control-Expose-Headers", CORS_EXPOSED)]
+        return _CORS_ANYONE
     origin = environ.get("HTTP_ORIGIN")
     if origin in allowed:
         return [("Access-Control-Allow-Origin", origin), ("Access-Control-Expose-Headers", CORS_EXPOSED), ("Vary", "Origin")]
@@ -99,7 +103,7 @@ def preflight(feed_path: str = "") -> Response:
     """A browser asks before a conditional cross-origin GET (If-None-Match is not a "simple" header)."""
     cors = cors_headers(request.environ, settings())
     allowed = any(name == "Access-Control-Allow-Origin" for name, _ in cors)
-    return Response(status=204, headers=[("Allow", "GET, HEAD, OPTIONS"), *cors, *(CORS_PREFLIGHT if allowed else [])])
+    return Response(status=204, headers=[("Allow", "GET, HEAD, OPTIONS"), *cors, *(CORS_PREFLIGHT if allowed else ())])
 
 
 def refuse_framing(response: Response) -> Response:

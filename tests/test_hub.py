@@ -441,10 +441,10 @@ def test_the_newsroom_sees_subscribers_by_service_and_deliveries(hub_app, subscr
     subscribers["down"].status = 500
     subscribe(client, f"{subscribers.url}/waiting")  # not confirmed yet
     post_article(client, id="2", url="https://news.example.cn/2.html")
-    work_deliveries_only = hub_app.extensions["feeds"].store.subscriptions
-    owed = work_deliveries_only.claim_owed(datetime.now(timezone.utc), 100, timedelta(seconds=30))
+    subscriptions = hub_app.extensions["feeds"].store.subscriptions  # deliveries only: "waiting" stays unconfirmed
+    owed = subscriptions.claim_owed(datetime.now(timezone.utc), 100, timedelta(seconds=30))
     sent = [hub_app.extensions["feeds"].hub._deliver(item) for item in owed]
-    work_deliveries_only.record(sent, datetime.now(timezone.utc), datetime.now(hub_app.extensions["feeds"].settings.tz).date())
+    subscriptions.record(sent, datetime.now(timezone.utc), datetime.now(hub_app.extensions["feeds"].settings.tz).date())
     client.get("/feeds/all.rss", headers={"User-Agent": "Feedly/1.0 (+http://www.feedly.com/fetcher.html; 123 subscribers)"})
     client.get("/feeds/all.rss", headers={"User-Agent": "newsboat/2.30"}, environ_base={"REMOTE_ADDR": "192.0.2.7"})
     body = client.get("/admin/stats.json", headers={"Authorization": "Bearer s3cret"}).get_json()

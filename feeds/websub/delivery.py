@@ -78,10 +78,10 @@ class Distributor:
     def _run(self) -> None:
         pool = ThreadPoolExecutor(max_workers=self.settings.websub.concurrency, thread_name_prefix="websub")
         swept = 0.0
-        while not self.store.closed:
+        while True:
             self._wake.wait(timeout=1.0)
             self._wake.clear()
-            if self.store.closed:
+            if self.store.closed:  # the app was closed: this thread has nothing left to serve
                 break
             try:
                 if time.monotonic() - swept > _EXPIRE_EVERY:
