@@ -201,13 +201,11 @@ def snippets(spec: FeedSpec) -> list[tuple[str, str]]:
         query = f"window={spec.window}" + (f"&amp;category={spec.category.slug_path}" if spec.category else "")
         page = f"{base}/embed/hot?{query}"
         script_url = f"{base}/embed/hot.js?{query}"
-        height = 600
     else:
         page = f"{base}/embed/latest?feed={spec.path}"
         script_url = f"{base}/embed/latest.js?feed={spec.path}"
-        height = 580
     return [
-        ("iframe", f'<iframe src="{page}" title="{spec.title}" width="400" height="{height}" style="border:0;max-width:100%" loading="lazy"></iframe>'),
+        ("iframe", f'<iframe src="{page}" title="{spec.title}" width="440" height="720" style="border:0;max-width:100%" loading="lazy"></iframe>'),
         ("脚本", f'<script src="{script_url}" async></script>'),
     ]
 

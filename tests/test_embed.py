@@ -203,7 +203,7 @@ def test_the_index_offers_both_snippets_beside_each_hot_list(loaded):
         codes = [code.text_content() for code in card.xpath(".//details[@class='embed']//code")]
         assert codes == [
             f'<iframe src="http://feeds.test/embed/hot?window={window}" title="融易新闻 · 热门文章 {"日榜" if window == "daily" else "周榜"}" '
-            'width="400" height="600" style="border:0;max-width:100%" loading="lazy"></iframe>',
+            'width="440" height="720" style="border:0;max-width:100%" loading="lazy"></iframe>',
             f'<script src="http://feeds.test/embed/hot.js?window={window}" async></script>',
         ]
         assert [b.get("data-copy") for b in card.xpath(".//details[@class='embed']//button")] == codes
