@@ -430,3 +430,16 @@ def test_a_box_refreshes_itself_with_a_conditional_request(browser: Any, served:
         tab.assert_clean(service)
     finally:
         tab.page.context.close()
+
+
+def test_the_index_offers_the_snippets_to_copy(tab: Tab, server: str):
+    page = tab.page
+    page.goto(server + "/")
+    weekly = page.locator("#hot li.feed:has(a[href='/feeds/hot/weekly.html']) details.embed")
+    weekly.locator("summary").click()
+    button = weekly.locator("button.copy").nth(1)
+    assert button.get_attribute("aria-label") == "复制周榜的脚本代码"
+    button.click()
+    page.wait_for_function("() => document.getElementById('announce').textContent.startsWith('已复制')")
+    assert page.evaluate("() => navigator.clipboard.readText()") == f'<script src="{BASE_URL}/embed/hot.js?window=weekly" async></script>'
+    tab.assert_clean(server)
