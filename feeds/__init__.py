@@ -96,12 +96,13 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, deliver: bool
     app.config["MAX_CONTENT_LENGTH"] = settings.api.max_body_bytes
     app.extensions["feeds"] = open_services(settings)
 
-    from feeds import api, pages, stats, web
+    from feeds import api, embed, pages, stats, web
     from feeds.websub import hub
 
     app.register_blueprint(web.bp)
     app.register_blueprint(hub.bp)
     app.register_blueprint(pages.bp)  # its /feeds/<path>.html outranks web's /feeds/<path> (tests/test_pages.py)
+    app.register_blueprint(embed.bp)  # frameable by other sites: no refuse_framing
     app.register_blueprint(api.bp)
     app.register_blueprint(stats.bp)
     app.jinja_env.globals["feed_url"] = web.feed_url

@@ -110,6 +110,13 @@ class CorsSettings:
 
 
 @dataclass(frozen=True)
+class EmbedSettings:
+    link_target: str = "_blank"
+    frame_ancestors: list[str] = field(default_factory=lambda: ["*"])
+    refresh_seconds: int = 300
+
+
+@dataclass(frozen=True)
 class MetricsSettings:
     allow: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1"])
 
@@ -128,6 +135,7 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     cors: CorsSettings = field(default_factory=CorsSettings)
+    embed: EmbedSettings = field(default_factory=EmbedSettings)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -258,6 +266,11 @@ def _check(settings: Settings) -> None:
         parts = urlsplit(origin)
         if origin != "*" and (parts.scheme not in ("http", "https") or not parts.netloc or parts.path or parts.query):
             raise ConfigError(f"cors.allow_origins[{index}]: expected * or an origin such as https://news.example.cn, got {origin!r}")
+    if settings.embed.link_target not in ("_blank", "_top"):
+        raise ConfigError(f"embed.link_target: expected \"_blank\" or \"_top\", got {settings.embed.link_target!r}")
+    for index, source in enumerate(settings.embed.frame_ancestors):
+        if not source or any(c.isspace() or c in ";," for c in source):
+            raise ConfigError(f"embed.frame_ancestors[{index}]: expected one CSP source such as * or https://news.example.cn, got {source!r}")
     if settings.cache.url and urlsplit(settings.cache.url).scheme not in ("redis", "rediss", "memory"):
         raise ConfigError(f"cache.url: expected redis://, rediss:// or memory://, got {settings.cache.url!r}")
     positive = {
@@ -281,6 +294,7 @@ def _check(settings: Settings) -> None:
         "websub.max_per_host": settings.websub.max_per_host,
         "websub.concurrency": settings.websub.concurrency,
         "websub.timeout": settings.websub.timeout,
+        "embed.refresh_seconds": settings.embed.refresh_seconds,
         **{f"hot.windows.{name}": hours for name, hours in settings.hot.windows.items()},
     }
     for key, value in positive.items():

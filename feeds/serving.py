@@ -14,7 +14,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import brotli
 
@@ -73,10 +73,25 @@ class RenderedFeeds:
     def get(self, path: str, extension: str, limit: int, encoding: str = "identity", version: int | None = None) -> Rendered | None:
         """The feed at ``path`` in the format ``extension``, encoded; None when there is no such feed.
         At its scope's current version, or at ``version`` when the caller read a newer one itself."""
+
+        def make() -> tuple[bytes, float] | None:
+            spec = self.catalog.resolve(path)
+            if spec is None:
+                return None
+            feed = self.catalog.build(spec, limit)
+            with RENDER_SECONDS.labels(extension).time():
+                body = render(feed, extension)
+            return body, feed.updated.timestamp()
+
+        return self.made(f"{path}.{extension}?{limit}", scope_of(path), make, encoding, version)
+
+    def made(self, name: str, scope: str, make: Callable[[], tuple[bytes, float] | None], encoding: str = "identity",
+             version: int | None = None) -> Rendered | None:
+        """The bytes ``make`` gives (with their last change), kept under ``name`` at the current version of
+        ``scope``: a feed, or anything else drawn from the feeds' content (the embeddable boxes)."""
         if self.news is not None:  # from the first poll on, in each process (gunicorn forks after start)
             self.news.listen(self.store.versions.forget)
-        scope = scope_of(path)
-        key = f"{path}.{extension}?{limit}@{self.store.versions.current(scope) if version is None else version}"
+        key = f"{name}@{self.store.versions.current(scope) if version is None else version}"
         ttl = self.settings.cache.ttl
         if scope == "hot":
             ttl = self.settings.cache.hot_ttl
@@ -87,14 +102,12 @@ class RenderedFeeds:
             return found
         plain = self.cache.get(f"{key}:identity") if encoding != "identity" else None
         if plain is None:
-            spec = self.catalog.resolve(path)
-            if spec is None:
+            fresh = make()
+            if fresh is None:
                 return None
             CACHE_MISSES.inc()
-            feed = self.catalog.build(spec, limit)
-            with RENDER_SECONDS.labels(extension).time():
-                body = render(feed, extension)
-            plain = Rendered(body, etag_of(body), feed.updated.timestamp())
+            body, last_modified = fresh
+            plain = Rendered(body, etag_of(body), last_modified)
             self.cache.set(f"{key}:identity", plain, ttl)
         else:
             CACHE_HITS.inc()  # rendered already; only compressed now

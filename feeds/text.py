@@ -1,4 +1,4 @@
-"""Text at the door: characters XML forbids, HTML sanitising, summaries of Chinese news, slugs."""
+"""Text at the door: characters XML forbids, HTML sanitising, summaries of Chinese news, slugs; headlines cut to fit."""
 from __future__ import annotations
 
 import hashlib
@@ -117,6 +117,25 @@ def _cut(text: str, length: int) -> str:
     if ends:
         return text[: min(ends, key=lambda end: abs(end - length))].rstrip()
     return text[:length].rstrip() + "…"
+
+
+def clip(text: str, width: int, mark: str = "") -> str:
+    """The start of ``text`` in ``width`` columns, cut as the news site's own boxes cut headlines: anything
+    beyond ASCII (Han characters, full-width punctuation, curly quotes) takes two columns, ASCII one, as in
+    GBK, and characters are taken while fewer than ``width`` columns are used, so a line with an ASCII
+    character in it may end one column past. ``mark`` ends a text that was cut, and counts in the width."""
+    if _columns(text) <= width:
+        return text
+    room, used = width - _columns(mark), 0
+    for index, char in enumerate(text):
+        if used >= room:
+            return text[:index].rstrip() + mark
+        used += _columns(char)
+    return text
+
+
+def _columns(text: str) -> int:
+    return sum(1 if ord(char) < 128 else 2 for char in text)
 
 
 def slugify(name: str) -> str:

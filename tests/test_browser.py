@@ -10,21 +10,27 @@ the index and a preview go to docs/ for the README; the dark and phone-width one
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from flask import Flask
 from werkzeug.serving import make_server
 
 from feeds import create_app
 from feeds.config import load_settings
 from feeds.ingest import load_sample
+from feeds.validate import article_from_dict
 
 playwright_sync = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install '.[test]'")
 
@@ -74,8 +80,8 @@ def chromium() -> str:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The app on a free port of 127.0.0.1, loaded with the bundled sample, in a thread."""
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Flask]]:
+    """The app on a free port of 127.0.0.1, loaded with the bundled sample, in a thread: its URL and the app."""
     holder: dict[str, Any] = {}
     httpd = make_server("127.0.0.1", 0, lambda environ, start: holder["app"](environ, start), threaded=True)
     base = f"http://127.0.0.1:{httpd.server_port}"
@@ -86,10 +92,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     holder["app"] = app
     thread = threading.Thread(target=httpd.serve_forever, name="feeds-test-server", daemon=True)
     thread.start()
-    yield base
+    yield base, app
     httpd.shutdown()
     thread.join(10)
     app.extensions["feeds"].store.close()
+
+
+@pytest.fixture(scope="module")
+def server(served: tuple[str, Flask]) -> str:
+    return served[0]
 
 
 @pytest.fixture(scope="module")
@@ -110,31 +121,36 @@ class Tab:
     errors: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
 
-    def assert_clean(self, base: str) -> None:
-        host = urlsplit(base).netloc
+    def assert_clean(self, base: str, *others: str) -> None:
+        hosts = {urlsplit(url).netloc for url in (base, *others)}
         assert self.requests, "no request was recorded"
         assert not self.refused, f"requests to other hosts: {self.refused}"
-        assert all(urlsplit(url).netloc == host for url in self.requests), self.requests
+        assert all(urlsplit(url).netloc in hosts for url in self.requests), self.requests
         assert not self.errors, f"console errors: {self.errors}"
         assert not self.failed, f"failed requests: {self.failed}"
 
 
-def open_tab(browser: Any, base: str, viewport: dict[str, int] = DESKTOP, color_scheme: str = "light") -> Tab:
+def open_tab(browser: Any, base: str, viewport: dict[str, int] = DESKTOP, color_scheme: str = "light", others: tuple[str, ...] = (),
+             refuse: bool = True) -> Tab:
+    """A fresh page that may reach ``base`` (and the ``others``) and nothing else: other requests are refused,
+    or with ``refuse=False`` only recorded (Playwright's routing turns the browser's HTTP cache off, which
+    a test of conditional requests needs), and ``Tab.assert_clean`` fails on them either way."""
     context = browser.new_context(viewport=viewport, color_scheme=color_scheme, locale="zh-CN", timezone_id="Asia/Shanghai",
                                   device_scale_factor=1)
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base)
     tab = Tab(context.new_page())
-    host = urlsplit(base).netloc
+    hosts = {urlsplit(url).netloc for url in (base, *others)}
 
     def route(route: Any) -> None:
         url = route.request.url
-        if urlsplit(url).netloc == host:
+        if urlsplit(url).netloc in hosts:
             route.continue_()
         else:
             tab.refused.append(url)
             route.abort()
 
-    context.route("**/*", route)
+    if refuse:
+        context.route("**/*", route)
     context.on("request", lambda request: tab.requests.append(request.url))
     context.on("response", lambda response: response.status >= 400 and tab.failed.append(f"{response.status} {response.url}"))
     tab.page.on("console", lambda message: message.type == "error" and tab.errors.append(message.text))
@@ -252,3 +268,178 @@ def test_screenshots_light_dark_and_phone(browser: Any, server: str, tmp_path_fa
             tab.page.context.close()
         assert target.stat().st_size > 10_000
     print(f"screenshots: {DOCS / 'index.png'}, {DOCS / 'preview.png'}, and in {extra}")
+
+
+# -- the embeddable boxes on another site's page ----------------------------------------------
+
+HOST_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Another site</title>
+<style>
+  a {{ color: rgb(255, 0, 0) !important; font-size: 40px !important; }}
+  .items {{ display: block; }}
+  body {{ font-family: serif; color: rgb(0, 0, 255); }}
+</style>
+<script>window.__reads = null; window.__before = null; window.__before = Object.keys(window);</script>
+</head>
+<body>
+<ol class="items" id="own"><li>the host's own list, which the box's style must not hide</li></ol>
+<iframe id="framed" src="{service}/embed/hot" title="热门文章" width="440" height="720" style="border:0"></iframe>
+<script src="{service}/embed/hot.js?window=weekly" async></script>
+<script>
+window.__reads = (async () => {{
+  const url = "{service}/feeds/hot/daily.json";
+  const first = await fetch(url);
+  await first.json();
+  const second = await fetch(url, {{ headers: {{ "If-None-Match": first.headers.get("ETag") }} }});
+  return [first.status, second.status, first.headers.get("ETag") !== null];
+}})();
+</script>
+</body>
+</html>
+"""
+
+
+@contextmanager
+def another_site(html: str) -> Iterator[str]:
+    """``html`` served at / of another origin (another port of 127.0.0.1), as a news site's page would be."""
+    body = html.encode("utf-8")
+
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    thread = threading.Thread(target=httpd.serve_forever, name="another-site", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_port}"
+    finally:
+        httpd.shutdown()
+        thread.join(10)
+
+
+def ranking(app: Flask, hours: int) -> list[str]:
+    store = app.extensions["feeds"].store
+    return [entry.article.title for entry in store.rankings.top(datetime.now(timezone.utc), timedelta(hours=hours), 10)]
+
+
+def box_titles(scope: Any, tab: str) -> list[str]:
+    """The full titles of the visible list ``tab`` of a box, in order (hidden lists give none)."""
+    return scope.locator(f"ol[data-tab='{tab}']:visible a").evaluate_all("links => links.map(a => a.title)")
+
+
+def test_the_boxes_on_another_sites_page(browser: Any, served: tuple[str, Flask]):
+    service, app = served
+    with another_site(HOST_PAGE.format(service=service)) as site:
+        tab = open_tab(browser, site, others=(service,))
+        try:
+            page = tab.page
+            page.goto(site + "/")
+            # the iframe: the daily tab first, the store's ranking in order, cut titles
+            frame = page.frame_locator("#framed")
+            frame.locator("ol[data-tab='daily'] li").first.wait_for()
+            daily, weekly = ranking(app, 24), ranking(app, 168)
+            assert len(daily) == 10 and box_titles(frame, "daily") == daily and box_titles(frame, "weekly") == []
+            shown = frame.locator("ol[data-tab='daily'] a").all_inner_texts()
+            assert all(full.startswith(text) for text, full in zip(shown, daily))
+            assert frame.locator("ol[data-tab='daily'] .rank").all_inner_texts() == [str(n) for n in range(1, 11)]
+            frame.locator("label:has-text('周榜')").click()
+            assert box_titles(frame, "weekly") == weekly and box_titles(frame, "daily") == []
+            # the script: the same box in a Shadow DOM, its weekly tab first as its URL asks
+            embedded = page.locator("div.feeds-embed")
+            embedded.locator("ol[data-tab='weekly'] li").first.wait_for()
+            assert page.evaluate("() => document.querySelector('div.feeds-embed').shadowRoot !== null")
+            assert page.evaluate("() => document.querySelector('div.feeds-embed ol') === null")  # not in the page's DOM
+            assert box_titles(embedded, "weekly") == weekly
+            embedded.locator("label:has-text('日榜')").click()
+            assert box_titles(embedded, "daily") == daily and box_titles(embedded, "weekly") == []
+            # neither page's CSS reaches the other, and the script added one global name
+            link_style = embedded.locator("ol[data-tab='daily'] a").first.evaluate(
+                "a => [getComputedStyle(a).color, getComputedStyle(a).fontSize, getComputedStyle(a).fontFamily]")
+            assert link_style[0] != "rgb(255, 0, 0)" and link_style[1] == "15px" and "serif" != link_style[2]
+            assert page.locator("#own").is_visible()
+            added = "() => Object.keys(window).filter(name => !window.__before.includes(name) && !/^[0-9]+$/.test(name))"
+            assert page.evaluate(added) == ["FeedsEmbed"]  # (window[0] is the iframe)
+            # a script of the page reads a hot list cross-origin, then gets a 304 for the same bytes
+            assert page.evaluate("() => window.__reads") == [200, 304, True]  # the ETag is exposed to it
+            tab.assert_clean(service, site)
+        finally:
+            tab.page.context.close()
+
+
+def test_embed_screenshots_light_and_dark(browser: Any, server: str):
+    """docs/embed-light.png and docs/embed-dark.png for the README: the box as an iframe shows it."""
+    for theme in ("light", "dark"):
+        tab = open_tab(browser, server, {"width": 440, "height": 720}, theme)
+        try:
+            tab.page.goto(server + f"/embed/hot?theme={theme}")
+            tab.page.evaluate("() => document.fonts.ready")
+            target = DOCS / f"embed-{theme}.png"
+            tab.page.locator("section.box").screenshot(path=str(target))
+            tab.assert_clean(server)
+        finally:
+            tab.page.context.close()
+        assert 10_000 < target.stat().st_size < 200_000
+
+
+def test_a_box_refreshes_itself_with_a_conditional_request(browser: Any, served: tuple[str, Flask], caplog: pytest.LogCaptureFixture):
+    """Every embed.refresh_seconds (the page's clock is run forward) the box asks again with If-None-Match:
+    a 304 while nothing changed (seen in the server's log: the browser hands its cached copy to the script
+    as a 200), and the new content once something did."""
+    service, app = served
+    tab = open_tab(browser, service, refuse=False)
+    path = "/embed/latest?feed=category/redian/shehui"
+
+    def answered(status: int) -> None:
+        wanted = f'"GET {path} HTTP/1.1" {status}'
+        for _ in range(50):
+            if any(wanted in re.sub(r"\x1b\[[0-9;]*m", "", record.getMessage()) for record in caplog.records):  # no colours
+                return
+            tab.page.wait_for_timeout(100)
+        raise AssertionError(f"the server never answered {status} to {path}: {[r.getMessage() for r in caplog.records]}")
+
+    try:
+        caplog.set_level("INFO", logger="werkzeug")
+        page = tab.page
+        page.clock.install()
+        page.goto(service + path)
+        box = "ol[data-tab='latest'] a"
+        first = page.locator(box).first.get_attribute("title")
+        caplog.clear()
+        with page.expect_response(lambda response: "/embed/latest" in response.url):
+            page.clock.fast_forward("05:01")
+        answered(304)
+        store = app.extensions["feeds"].store
+        fresh = {"id": "embed-refresh", "url": "https://news.example.cn/redian/shehui/embed-refresh.html",
+                 "title": "刷新后出现的新文章", "category": "热点/社会", "published": datetime.now(timezone.utc).isoformat()}
+        store.articles.upsert([article_from_dict(fresh, app.extensions["feeds"].settings)])
+        with page.expect_response(lambda response: "/embed/latest" in response.url):
+            page.clock.fast_forward("05:01")
+        page.wait_for_function("() => document.querySelector(\"ol[data-tab='latest'] a\").title === '刷新后出现的新文章'")
+        assert page.locator(box).nth(1).get_attribute("title") == first
+        tab.assert_clean(service)
+    finally:
+        tab.page.context.close()
+
+
+def test_the_index_offers_the_snippets_to_copy(tab: Tab, server: str):
+    page = tab.page
+    page.goto(server + "/")
+    weekly = page.locator("#hot li.feed:has(a[href='/feeds/hot/weekly.html']) details.embed")
+    weekly.locator("summary").click()
+    button = weekly.locator("button.copy").nth(1)
+    assert button.get_attribute("aria-label") == "复制周榜的脚本代码"
+    button.click()
+    page.wait_for_function("() => document.getElementById('announce').textContent.startsWith('已复制')")
+    assert page.evaluate("() => navigator.clipboard.readText()") == f'<script src="{BASE_URL}/embed/hot.js?window=weekly" async></script>'
+    tab.assert_clean(server)

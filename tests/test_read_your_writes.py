@@ -33,12 +33,19 @@ def two_workers(tmp_path_factory) -> Iterator[str]:
     config.write_text(f'[cache]\nrecheck_seconds = 600\n[api]\ntoken = "{TOKEN}"\n', encoding="utf-8")
     env = {**os.environ, "FEEDS_DATABASE_URL": f"sqlite:///{folder / 'feeds.db'}", "FEEDS_BASE_URL": base,
            "FEEDS_CONFIG": str(config)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "feeds", "serve", "--port", str(port), "--workers", "2", "--threads", "2"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
+    # The access log goes to a file: a pipe that nobody reads fills up after a few hundred requests, and
+    # then the workers block on their log lines and never exit.
+    log = folder / "server.log"
+    with log.open("wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "feeds", "serve", "--port", str(port), "--workers", "2", "--threads", "2"],
+            env=env, stdout=subprocess.DEVNULL, stderr=stderr,
+        )
     try:
-        wait_until_up(f"{base}/healthz", process)
+        try:
+            wait_until_up(f"{base}/healthz", process)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{log.read_text(errors='replace')[-2000:]}") from None
         yield base
     finally:
         process.terminate()
@@ -110,3 +117,22 @@ def test_another_process_write_costs_one_lookup_and_none_before_it(sqlite_url, m
     writer.articles.upsert([article_from_dict(article(id="2", url="https://news.example.cn/2.html"), settings)])
     assert poller.versions.current("all") == 2 and lookups == ["all", "all"]  # at once, no waiting out the ten minutes
     poller.close(), writer.close()
+
+
+def test_the_embeddable_boxes_show_a_write_at_once_on_every_worker(two_workers):
+    base = two_workers
+    now = datetime.now(timezone.utc)
+    for n in (1, 2):
+        call(f"{base}/api/articles", article(id=f"b{n}", url=f"https://news.example.cn/b{n}.html", title=f"框里的文章{n}",
+                                             published=(now - timedelta(minutes=n)).isoformat()))
+    assert call(f"{base}/api/views", [{"id": "b1", "count": 500, "at": now.isoformat()}])[0] == 200
+    hot, latest = f"{base}/embed/hot", f"{base}/embed/latest?feed=category/redian/guonei"
+    assert all('title="框里的文章1"' in body.decode() for _, body, _ in polls(hot))
+    _, _, headers = call(latest)  # both workers now trust these versions for ten minutes
+    assert call(f"{base}/api/articles", article(id="b3", url="https://news.example.cn/b3.html", title="框里的新文章",
+                                                published=now.isoformat()))[0] == 201
+    assert call(f"{base}/api/views", [{"id": "b2", "count": 5000, "at": now.isoformat()}])[0] == 200
+    answers = polls(latest, {"If-None-Match": headers["ETag"]})
+    assert [status for status, _, _ in answers] == [200] * TRIES
+    assert all(body.decode().index("框里的新文章") < body.decode().index("框里的文章1") for _, body, _ in answers)
+    assert all(body.decode().index('title="框里的文章2"') < body.decode().index('title="框里的文章1"') for _, body, _ in polls(hot))
