@@ -89,7 +89,8 @@ def _announcer(settings: Settings, publisher: Publisher, news: ChangeNews | None
 def create_app(config: Settings | Mapping[str, Any] | None = None, deliver: bool = False) -> Flask:
     """The WSGI app. ``config`` is a ``Settings``, or overrides nested like config.toml. With ``deliver``, this
     process also runs the WebSub hub's verifications and deliveries beside the requests: a serving process
-    does, where the app is made in each worker (gunicorn without ``--preload``), as ``feeds serve`` does."""
+    does, where the app is made in each worker (as ``feeds serve`` does on granian; gunicorn without
+    ``--preload``)."""
     settings = config if isinstance(config, Settings) else load_settings(overrides=config)
     app = Flask(__name__)
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
@@ -112,6 +113,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, deliver: bool
         services.hub.start()
     _register_errors(app)
     register_request_log(app)
+    app.wsgi_app = web.FastPolls(app.wsgi_app, services)  # type: ignore[method-assign]
     configure_logging()
     return app
 

@@ -73,7 +73,7 @@ class RenderedFeeds:
     def get(self, path: str, extension: str, limit: int, encoding: str = "identity", version: int | None = None) -> Rendered | None:
         """The feed at ``path`` in the format ``extension``, encoded; None when there is no such feed.
         At its scope's current version, or at ``version`` when the caller read a newer one itself."""
-        if self.news is not None:  # from the first poll on, in each process (gunicorn forks after start)
+        if self.news is not None:  # from the first poll on, in each process (server workers are forked after start)
             self.news.listen(self.store.versions.forget)
         scope = scope_of(path)
         key = f"{path}.{extension}?{limit}@{self.store.versions.current(scope) if version is None else version}"

@@ -1,4 +1,4 @@
-"""Operations: GET /metrics (who may read it, what it counts, several gunicorn workers),
+"""Operations: GET /metrics (who may read it, what it counts, several server workers),
 one log line per request, and errors logged in full but never shown."""
 from __future__ import annotations
 
@@ -187,7 +187,7 @@ def test_a_forked_child_does_not_write_its_parents_lines_again():
     logger, handler, written = buffered(interval=60)
     logger.info("parent's")
     pid = os.fork()
-    if pid == 0:  # the child: log one line of its own and flush, as a gunicorn worker would at exit
+    if pid == 0:  # the child: log one line of its own and flush, as a server worker would at exit
         logger.info("child's")
         handler.flush()
         os._exit(0)
@@ -217,7 +217,7 @@ def test_an_error_is_logged_with_its_trace_and_not_shown(app, caplog):
 
 
 @pytest.mark.parametrize("multiprocess", [True, False], ids=["multiprocess-dir", "per-process"])
-def test_gunicorn_workers_share_their_counts_through_the_multiprocess_dir(tmp_path, multiprocess):
+def test_server_workers_share_their_counts_through_the_multiprocess_dir(tmp_path, multiprocess):
     """Two workers: with PROMETHEUS_MULTIPROC_DIR every scrape counts every worker's requests
     and a `feeds import` run beside them, and `feeds serve` empties the directory first;
     without it, a scrape shows the counts of the worker that answered."""

@@ -1,4 +1,4 @@
-"""`feeds serve` on a real gunicorn, read by a real feed reader (newsboat)."""
+"""`feeds serve` on granian, read by a real feed reader (newsboat)."""
 from __future__ import annotations
 
 import os
@@ -52,11 +52,11 @@ def served(tmp_path_factory) -> Iterator[tuple[str, Path]]:
         process.wait(timeout=30)
 
 
-def test_served_by_gunicorn_with_validators(served):
+def test_served_by_granian_with_validators(served):
     base, _ = served
     with urllib.request.urlopen(f"{base}/feeds/all.rss") as response:
         assert response.status == 200
-        assert response.headers["Server"].startswith("gunicorn")
+        assert response.headers["Server"] == "granian"
         assert response.headers["Content-Type"] == "application/rss+xml; charset=utf-8"
         etag = response.headers["ETag"]
     request = urllib.request.Request(f"{base}/feeds/all.rss", headers={"If-None-Match": etag})
