@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from feeds.cache import ChangeNews, is_redis, open_cache
 from feeds.catalog import Catalog, feed_address
@@ -114,6 +115,9 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, deliver: bool
     _register_errors(app)
     register_request_log(app)
     app.wsgi_app = web.FastPolls(app.wsgi_app, services)  # type: ignore[method-assign]
+    if settings.server.proxies:  # outermost: the fast path, too, counts the reader's address, not the proxy's
+        hops = settings.server.proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     configure_logging()
     return app
 

@@ -204,3 +204,17 @@ def test_the_day_a_poll_is_counted_on_is_the_sites(sqlite_url):
     days = app.extensions["feeds"].store.polls.feed_days(date(2024, 4, 4), date(2024, 4, 5))
     assert [(day.day, day.feed, day.requests) for day in days] == [(date(2024, 4, 4), "all", 1), (date(2024, 4, 5), "all", 1)]
     app.extensions["feeds"].store.close()
+
+
+@pytest.mark.parametrize("proxies, pollers", [(0, 1), (1, 2)])
+def test_behind_a_proxy_pollers_are_told_apart_by_their_forwarded_address(sqlite_url, proxies, pollers):
+    app = create_app(make_settings(sqlite_url, api={"token": TOKEN}, server={"proxies": proxies}))
+    client = app.test_client()
+    assert client.post("/api/articles", json=article(), headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 201
+    for reader in ("203.0.113.7", "198.51.100.9"):  # one proxy (127.0.0.1), two readers behind it
+        assert client.get("/feeds/all.rss", headers={"X-Forwarded-For": reader, "User-Agent": "Reader/1.0"}).status_code == 200
+    stats = app.extensions["feeds"].stats
+    stats.flush()
+    today = datetime.now(app.extensions["feeds"].settings.tz).date()
+    assert [(day.requests, day.pollers) for day in app.extensions["feeds"].store.polls.feed_days(today, today)] == [(2, pollers)]
+    app.extensions["feeds"].store.close()
