@@ -240,7 +240,8 @@ class BufferedLines(logging.Handler):
 
     def access(self, created: float, fields: tuple[Any, ...]) -> None:
         """An access line (``access_line``'s fields), made in ``LINE_FORMAT`` when its batch is
-        written: a poll then costs a list append, not a log record and its formatting."""
+        written: a poll then costs a list append, not a log record and its formatting. A poller
+        storm of the same answer is one line a batch (``_collapsed``)."""
         self._lines.append((created, fields))
         if self._flusher != os.getpid():
             self._start()
@@ -268,17 +269,34 @@ class BufferedLines(logging.Handler):
         with self.lock:  # type: ignore[union-attr]
             lines, self._lines = self._lines, []  # one step: an access line added meanwhile is in one list or the other
             batch = b""
-            for line in lines:
-                if isinstance(line, tuple):
-                    created, fields = line
-                    line = f"{self._stamps.stamp(created)} INFO {access_log.name} {access_line(*fields)}\n".encode(
-                        "utf-8", "backslashreplace")
+            for line in self._collapsed(lines):
                 if batch and len(batch) + len(line) > select.PIPE_BUF:
                     self._write(batch)
                     batch = b""
                 batch += line
             if batch:
                 self._write(batch)
+
+    def _collapsed(self, lines: list[bytes | tuple[float, tuple[Any, ...]]]) -> list[bytes]:
+        """The batch's lines, its access lines made: the same answer (method, path, status, bytes and client) given
+        more than once in the batch is one line where it was first given, with its ``count`` and longest duration."""
+        same: dict[tuple[Any, ...], list[Any]] = {}  # answer -> [duration, count]
+        for line in lines:
+            if isinstance(line, tuple):
+                method, path, status, seconds, sent, client = line[1]
+                seen = same.setdefault((method, path, status, sent, client), [seconds, 0])
+                seen[0], seen[1] = max(seen[0], seconds), seen[1] + 1
+        made = []
+        for line in lines:
+            if isinstance(line, tuple):
+                method, path, status, _, sent, client = line[1]
+                seen = same.pop((method, path, status, sent, client), None)
+                if seen is None:
+                    continue  # written with the first of its kind
+                text = access_line(method, path, status, seen[0], sent, client) + (f" count={seen[1]}" if seen[1] > 1 else "")
+                line = f"{self._stamps.stamp(line[0])} INFO {access_log.name} {text}\n".encode("utf-8", "backslashreplace")
+            made.append(line)
+        return made
 
     def _write(self, data: bytes) -> None:
         try:
