@@ -469,7 +469,7 @@ def many_feeds(tmp: Path, args: argparse.Namespace, env: dict[str, str]) -> tupl
     (tmp / "many-paths.txt").write_text("".join(url + "\n" for url in urls))
     script = tmp / "many.lua"
     script.write_text(PATHS_SCRIPT % {"file": tmp / "many-paths.txt"})
-    servers = [feeds_serve(FEEDS_SERVE + " many", tmp, args, many_env)]
+    servers = [feeds_serve(FEEDS_SERVE, tmp, args, many_env)]
     try:
         wait_up(servers[0].url(urls[0]), servers[0].process, tmp / f"{servers[0].name}.log")
         root = tmp / "www-many"

@@ -99,7 +99,8 @@ def serve_command(obj: Context, host: str | None, port: int | None, workers: int
     click.echo(f"Serving {store.url} on http://{address}:{port}/  (feeds listed at /, OPML at /feeds.opml)", err=True)
     Granian(
         "feeds:create_app", address=address, port=port, interface=Interfaces.WSGI, workers=workers or server.workers,
-        blocking_threads=threads or server.threads, websockets=False, log_access=False,  # the app logs each request (feeds.access)
+        blocking_threads=threads or server.threads, websockets=False,
+        log_access=False,  # the app logs each request itself (feeds.access)
         workers_kill_timeout=30,  # SIGTERM: requests in flight get this long to finish
     ).serve(spawn_target=_worker, target_loader=functools.partial(_worker_app, settings), wrap_loader=False)
 

@@ -293,7 +293,8 @@ class BufferedLines(logging.Handler):
                 seen = same.pop((method, path, status, sent, client), None)
                 if seen is None:
                     continue  # written with the first of its kind
-                text = access_line(method, path, status, seen[0], sent, client) + (f" count={seen[1]}" if seen[1] > 1 else "")
+                text = access_line(method, path, status, seen[0], sent, client)
+                text += f" count={seen[1]}" if seen[1] > 1 else ""
                 line = f"{self._stamps.stamp(line[0])} INFO {access_log.name} {text}\n".encode("utf-8", "backslashreplace")
             made.append(line)
         return made

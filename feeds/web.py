@@ -96,7 +96,8 @@ def feed_headers(address: str, extension: str, encoding: str, etag: str, last_mo
     """The headers of a 200 and of a 304 of the feed at ``address`` (its URL without extension)."""
     common = [("Vary", "Accept-Encoding"), *cors]
     if hubs:  # WebSub discovery (W3C WebSub §4): the hubs, and the one URL to subscribe to
-        common.append(("Link", ", ".join([*(f'<{hub}>; rel="hub"' for hub in hubs), f'<{address}.{extension}>; rel="self"'])))
+        links = [*(f'<{hub}>; rel="hub"' for hub in hubs), f'<{address}.{extension}>; rel="self"']
+        common.append(("Link", ", ".join(links)))
     common += [("ETag", f'"{etag}"'), ("Cache-Control", f"public, max-age={max_age}")]
     fresh = [*common, *([("Content-Encoding", encoding)] if encoding != "identity" else ())]
     if last_modified is not None:

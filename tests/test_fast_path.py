@@ -171,13 +171,15 @@ def test_fast_polls_are_counted_measured_and_logged(database_url, caplog):
     for _ in range(3):
         assert paths.fast.get("/feeds/category/redian.atom?limit=1", headers={"User-Agent": "Reader/1.0"}).status_code == 200
     for _ in range(2):
-        response = paths.fast.get("/feeds/category/redian.rss", headers={"If-None-Match": etag, "User-Agent": "Feedly/1.0 (+http://www.feedly.com/fetcher.html; 42 subscribers)"})
+        feedly = "Feedly/1.0 (+http://www.feedly.com/fetcher.html; 42 subscribers)"
+        response = paths.fast.get("/feeds/category/redian.rss", headers={"If-None-Match": etag, "User-Agent": feedly})
         assert response.status_code == 304
     paths.fast.get("/feeds/nothing.rss")  # not a feed: not counted
     assert paths.reached_flask == ["/feeds/nothing.rss"]
     stats.flush()
     today = datetime.now(app.extensions["feeds"].settings.tz).date()
-    days = {(day.feed, day.requests, day.not_modified) for day in app.extensions["feeds"].store.polls.feed_days(today - timedelta(days=1), today)}
+    polls = app.extensions["feeds"].store.polls
+    days = {(day.feed, day.requests, day.not_modified) for day in polls.feed_days(today - timedelta(days=1), today)}
     assert days == {("category/redian", 6, 2)}
     assert app.extensions["feeds"].store.polls.reports(today)["category/redian"] == {"Feedly": 42}
     access = [record.getMessage() for record in caplog.records if record.name == "feeds.access"]

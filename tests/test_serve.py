@@ -59,6 +59,10 @@ def test_served_by_granian_with_validators(served):
         assert response.headers["Server"] == "granian"
         assert response.headers["Content-Type"] == "application/rss+xml; charset=utf-8"
         etag = response.headers["ETag"]
+        length = len(response.read())
+    with urllib.request.urlopen(urllib.request.Request(f"{base}/feeds/all.rss", method="HEAD")) as response:
+        assert response.read() == b"" and int(response.headers["Content-Length"]) == length
+        assert response.headers["ETag"] == etag
     request = urllib.request.Request(f"{base}/feeds/all.rss", headers={"If-None-Match": etag})
     with pytest.raises(urllib.error.HTTPError) as not_modified:
         urllib.request.urlopen(request)
