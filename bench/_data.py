@@ -99,7 +99,7 @@ class Dataset:
 
 
 def generate(n_articles: int, n_events: int, days: float = 8, article_days: float = 30,
-             seed: int = 20240404, now: datetime | None = None) -> Dataset:
+             seed: int = 20240404, now: datetime | None = None, n_sources: int = 40) -> Dataset:
     rng = random.Random(seed)
     now = (now or datetime.now(timezone.utc)).replace(microsecond=0)
     end = int(now.timestamp())
@@ -121,7 +121,7 @@ def generate(n_articles: int, n_events: int, days: float = 8, article_days: floa
     leaves = [path for path in ids if not any(other[:-1] == path for other in ids)]
     rng.shuffle(leaves)
     leaf_weights = list(itertools.accumulate(1 / (rank + 1) ** 0.7 for rank in range(len(leaves))))
-    source_rows = [{"id": n, "name": f"来源{n}", "slug": f"laiyuan{n}", "url": f"https://s{n}.example.cn/"} for n in range(1, 41)]
+    source_rows = [{"id": n, "name": f"来源{n}", "slug": f"laiyuan{n}", "url": f"https://s{n}.example.cn/"} for n in range(1, n_sources + 1)]
 
     published = sorted(rng.randrange(end - int(article_days * 86400), end) for _ in range(n_articles))
     category_of = [leaves[bisect.bisect(leaf_weights, rng.random() * leaf_weights[-1])] for _ in range(n_articles)]

@@ -1,31 +1,39 @@
-"""Served throughput of a category feed with wrk, beside a bare-Flask floor, nginx and Django.
+"""Served throughput of polls with wrk: `feeds serve` beside the same app on gunicorn, a bare-Flask
+floor, nginx serving the same bytes as static files, and Django's syndication framework.
 
 One SQLite store (``bench/_data.py``, ``--articles`` articles, the newest with ~4 KB items)
-serves ``/feeds/category/<slug>.rss?limit=50`` from four servers at once on 127.0.0.1:
+serves ``/feeds/category/<slug>.rss?limit=<--limit>`` (about 8 KB) from five servers at once on 127.0.0.1:
 
-- **feeds**: ``feeds:create_app()`` under gunicorn (gthread, ``--workers`` × ``--threads``);
+- **feeds serve**: ``feeds serve --workers W --threads T`` as the README starts it: granian, with
+  the polling fast path (``feeds.web.FastPolls``) in front of Flask;
+- **feeds on gunicorn**: ``feeds:create_app()`` under gunicorn (gthread, ``-w W --threads T``),
+  the server ``feeds serve`` ran before: the same app, so the difference is the server;
 - **bare Flask (floor)**: a few lines of Flask returning the same bytes (and gzip bytes,
   ETag, 304, Cache-Control, Vary) from memory, same gunicorn settings: the framework floor;
-- **nginx (ceiling)**: the same bytes as a static file (and a ``.gz`` beside it for
-  ``gzip_static``), 2 worker processes, foreground, temp config on a free port;
+- **nginx**: the same bytes as a static file (and a ``.gz`` beside it for ``gzip_static``),
+  2 worker processes, foreground, temp config on a free port; no ``br`` (no module for it);
 - **Django (peer)**: ``django.contrib.syndication`` ``Feed`` over the same SQLite file (raw
-  SQL, the same 50 articles with content:encoded), ``GZipMiddleware`` and
+  SQL, the same articles with content:encoded), ``GZipMiddleware`` and
   ``ConditionalGetMiddleware`` for gzip and 304, persistent DB connections, same gunicorn settings.
 
-Three cases, each run against every server in turn (so the machine's noise falls on all
-alike): cache-hit 200s (feeds warmed first), 304s (``If-None-Match`` of that server's
-current ETag) and gzip 200s (``Accept-Encoding: gzip``). Each is ``wrk -t2 -c32 -d5s
---latency`` after a 1 s warm-up of the same command, and the whole sequence is run
-``--rounds`` times. A row shows the median over the rounds; "vs floor" is the median of
-each round's ratio to the floor measured just before or after it, which holds on a
-machine whose speed drifts from one minute to the next. "CPU µs" is the CPU time the
-server's processes used (``/proc``, all of them: master and workers) per request
-answered: the work a request costs, which other load on the machine moves less than it
-moves requests per second. A run in which one worker did more than ``--lopsided`` of the
-work (wrk's connections all landed on it) is run again (``measured``). Then, unless ``--no-profile``, one request path is profiled
-in-process (Flask test client, cProfile) beside the floor app.
+Five cases, each run against every server in turn (so the machine's noise falls on all
+alike): cache-hit 200s in identity, gzip and br, and 304s (``If-None-Match`` of that server's
+ETag) in identity and gzip. Each is ``wrk -t2 -c32 -d5s --latency`` after a 1 s warm-up of the
+same command, and the whole sequence is run ``--rounds`` times. A row shows the median over
+the rounds; "vs nginx" and "vs floor" are the median of each round's ratio to that server
+measured just before or after it, which holds on a machine whose speed drifts from one minute
+to the next. "CPU µs" is the CPU time the server's processes used (``/proc``, all of them:
+master and workers) per request answered. A run in which one worker did more than
+``--lopsided`` of the work (wrk's connections all landed on it) is run again (``measured``).
 
-    python bench/throughput.py                       # about 5 minutes
+Then: p50 and p99 at a fixed request rate (``--rate``; wrk with a Lua ``delay()``, as wrk2 is
+not in Debian); 1,000 source feeds × 3 formats polled round-robin (a Lua ``request()``), so
+that the cache's working set is real, against nginx serving the same 3,000 files, with the
+cold first request of each; the cold render of 50-item category feeds (the first request of
+each); and unless ``--no-profile``, one request path profiled in-process (Flask test client,
+cProfile) beside the floor app.
+
+    python bench/throughput.py                       # about 10 minutes
     python bench/throughput.py --rounds 1 --duration 3 --articles 2000   # a quick run
 
 wrk and nginx come from Debian (``apt-get install -y wrk nginx``, tried when running as
@@ -52,6 +60,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from email.message import Message
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -59,10 +68,13 @@ import _common as c  # noqa: E402
 import _data  # noqa: E402
 from render import BIG_CONTENT  # noqa: E402
 
+import brotli  # noqa: E402
+
 from feeds.store import Store  # noqa: E402
 from feeds.store.schema import articles  # noqa: E402
 
-CASES = ("cache-hit 200", "304", "gzip 200")
+CASES = ("200", "gzip 200", "br 200", "304", "gzip 304")
+ENCODING_OF = {"200": "identity", "gzip 200": "gzip", "br 200": "br", "304": "identity", "gzip 304": "gzip"}
 
 FLOOR_APP = '''
 """The framework floor: the feed's bytes from memory, with the same headers as the service."""
@@ -124,7 +136,7 @@ LEFT JOIN categories c2 ON c2.id = a.category_id
 LEFT JOIN sources s ON s.id = a.source_id
 WHERE c.slug_path = %%s
 ORDER BY ac.published DESC, ac.article_pk DESC
-LIMIT 50
+LIMIT %(limit)d
 """
 COLUMNS = ("id", "url", "title", "summary", "content", "author", "tags", "published", "updated", "category", "source")
 
@@ -184,10 +196,10 @@ http {{
     sendfile on;
     tcp_nopush on;
     keepalive_requests 1000000;
-    types {{ application/rss+xml rss; }}
+    types {{ application/rss+xml rss; application/atom+xml atom; application/feed+json json; }}
     default_type application/octet-stream;
     charset utf-8;
-    charset_types application/rss+xml;
+    charset_types application/rss+xml application/atom+xml application/feed+json;
     gzip_static on;
     gzip_vary on;
     etag on;
@@ -198,7 +210,7 @@ http {{
     scgi_temp_path {tmp}/nginx-scgi;
     server {{
         listen 127.0.0.1:{port};
-        root {tmp}/www;
+        root {root};
         add_header Cache-Control "public, max-age=300";
     }}
 }}
@@ -210,7 +222,7 @@ class Server:
     name: str
     port: int
     process: subprocess.Popen
-    etag: str = ""
+    etags: dict[str, str] = field(default_factory=dict)  # by encoding
     checks: dict[str, str] = field(default_factory=dict)
     results: dict[str, list[dict]] = field(default_factory=lambda: {case: [] for case in CASES})  # one per round
 
@@ -224,13 +236,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def fetch(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+def fetch(url: str, headers: dict[str, str] | None = None) -> tuple[int, Message, bytes]:  # header names in any case
     request = urllib.request.Request(url, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, dict(response.headers), response.read()
+            return response.status, response.headers, response.read()
     except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), exc.read()
+        return exc.code, exc.headers, exc.read()
 
 
 def wait_up(url: str, process: subprocess.Popen, log: Path, seconds: float = 60) -> None:
@@ -332,8 +344,10 @@ def parse_duration(text: str) -> float:
     return float(number) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
 
 
-def wrk(url: str, headers: dict[str, str], args: argparse.Namespace, duration: float) -> dict:
-    command = ["wrk", f"-t{args.wrk_threads}", f"-c{args.connections}", f"-d{duration:g}s", "--latency"]
+def wrk(url: str, headers: dict[str, str], args: argparse.Namespace, duration: float, script: Path | None = None,
+        connections: int | None = None) -> dict:
+    command = ["wrk", f"-t{args.wrk_threads}", f"-c{connections or args.connections}", f"-d{duration:g}s", "--latency"]
+    command += ["-s", str(script)] if script else []
     for name, value in headers.items():
         command += ["-H", f"{name}: {value}"]
     out = subprocess.run(command + [url], capture_output=True, text=True, timeout=duration + 60).stdout
@@ -349,29 +363,161 @@ def wrk(url: str, headers: dict[str, str], args: argparse.Namespace, duration: f
 
 
 def headers_for(case: str, server: Server) -> dict[str, str]:
-    if case == "304":
-        return {"If-None-Match": server.etag}
-    if case == "gzip 200":
-        return {"Accept-Encoding": "gzip"}
-    return {}
+    encoding = ENCODING_OF[case]
+    headers = {"Accept-Encoding": encoding}
+    if case.endswith("304"):
+        headers["If-None-Match"] = server.etags[encoding]
+    return headers
 
 
 def check(server: Server, path: str, case: str, plain: bytes) -> str:
     """One request as wrk will send it: the status and body length, and the body right."""
     status, headers, body = fetch(server.url(path), headers_for(case, server))
-    expected = {"cache-hit 200": 200, "304": 304, "gzip 200": 200}[case]
-    lowered = {k.lower(): v for k, v in headers.items()}
+    expected = 304 if case.endswith("304") else 200
+    encoding = ENCODING_OF[case]
+    sent = {k.lower(): v for k, v in headers.items()}.get("content-encoding", "identity")
     note = f"{status}, {len(body):,} B"
     if status != expected:
         note += f" (EXPECTED {expected})"
-    if case == "gzip 200":
-        if lowered.get("content-encoding") != "gzip":
-            note += " (NOT GZIPPED)"
-        else:
-            body = gzip.decompress(body)
-    if status == 200 and server.name != "Django (peer)" and body != plain:
-        note += " (DIFFERENT BYTES)"
+    if status == 200 and sent != encoding:
+        note += f" (sent {sent}, not {encoding})"
+    if status == 200:
+        body = {"gzip": gzip.decompress, "br": brotli.decompress}.get(sent, bytes)(body)
+        if server.name != "Django (peer)" and body != plain:
+            note += " (DIFFERENT BYTES)"
     return note
+
+
+def feeds_serve(name: str, tmp: Path, args: argparse.Namespace, env: dict[str, str]) -> Server:
+    """``feeds serve`` as the README starts it (granian, the fast path in front of Flask)."""
+    port = free_port()
+    log = tmp / f"{name}.log"
+    command = [sys.executable, "-m", "feeds", "serve", "--port", str(port), "--workers", str(args.workers),
+               "--threads", str(args.threads)]
+    process = subprocess.Popen(command, cwd=tmp, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    return Server(name, port, process)
+
+
+def start_nginx(tmp: Path, root: Path, name: str) -> Server:
+    """nginx serving ``root`` (files and their .gz), 2 workers, in the foreground, on a free port."""
+    for folder in [root, *(p for p in root.rglob("*") if p.is_dir())]:
+        folder.chmod(0o755)  # nginx workers run as nobody when started by root
+    port = free_port()
+    conf = tmp / f"{name}.conf"
+    conf.write_text(NGINX_CONF.format(tmp=tmp, port=port, root=root))
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    log = tmp / f"{name}-error.log"
+    process = subprocess.Popen([nginx, "-p", str(tmp), "-c", str(conf), "-e", str(log)],
+                               stdout=(tmp / f"{name}.log").open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    return Server(NGINX, port, process)
+
+
+def stop(servers: list[Server]) -> None:
+    for server in servers:
+        if server.process.poll() is None:
+            os.killpg(server.process.pid, signal.SIGTERM)
+    for server in servers:
+        try:
+            server.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.process.pid, signal.SIGKILL)
+
+
+RATE_SCRIPT = """
+-- wrk has no fixed request rate (wrk2 is not in Debian): each connection waits %(delay_ms)d ms
+-- before each request, so %(connections)d connections ask for about %(rate)d requests a second.
+function delay() return %(delay_ms)d end
+"""
+
+PATHS_SCRIPT = """
+-- Every connection walks the list of feed URLs, so the server's cache holds all of them at once.
+local paths = {}
+for line in io.lines("%(file)s") do paths[#paths + 1] = line end
+local i = math.random(#paths)
+request = function()
+  i = i %% #paths + 1
+  return wrk.format("GET", paths[i])
+end
+"""
+
+
+def fixed_rate(servers: list[Server], path: str, tmp: Path, args: argparse.Namespace) -> list[tuple]:
+    """p50 and p99 of polls at a fixed request rate, well below any server's limit: the time a poll takes."""
+    connections = 20
+    delay_ms = max(1, round(connections * 1000 / args.rate))
+    script = tmp / "rate.lua"
+    script.write_text(RATE_SCRIPT % {"delay_ms": delay_ms, "connections": connections, "rate": args.rate})
+    rows = []
+    for case in ("200", "304"):
+        for server in servers:
+            result = wrk(server.url(path), headers_for(case, server), args, args.duration, script, connections)
+            c.log(f"fixed rate {case} {server.name}: {result['rps']:.0f} req/s, p50 {result['p50']:.2f} ms, p99 {result['p99']:.2f} ms")
+            rows.append((case, server.name, f"{result['rps']:,.0f}", f"{result['p50']:.2f}", f"{result['p99']:.2f}", result["bad"]))
+    return rows
+
+
+def many_feeds(tmp: Path, args: argparse.Namespace, env: dict[str, str]) -> tuple[list[tuple], str]:
+    """1,000 source feeds × 3 formats polled round-robin: a cache working set of 3,000 feeds, against
+    nginx serving the same 3,000 files. Also the first (cold) request of each, timed one by one."""
+    database = tmp / "many.db"
+    store = Store(f"sqlite:///{database}")
+    store.migrate()
+    _data.load(store, _data.generate(args.many_sources * 3, 0, n_sources=args.many_sources))
+    store.close()
+    many_env = {**env, "FEEDS_DATABASE_URL": f"sqlite:///{database}"}
+    urls = [f"/feeds/source/laiyuan{n}.{extension}" for n in range(1, args.many_sources + 1) for extension in ("rss", "atom", "json")]
+    (tmp / "many-paths.txt").write_text("".join(url + "\n" for url in urls))
+    script = tmp / "many.lua"
+    script.write_text(PATHS_SCRIPT % {"file": tmp / "many-paths.txt"})
+    servers = [feeds_serve(FEEDS_SERVE, tmp, args, many_env)]
+    try:
+        wait_up(servers[0].url(urls[0]), servers[0].process, tmp / f"{servers[0].name}.log")
+        root = tmp / "www-many"
+        cold = []
+        for url in urls:
+            began = time.perf_counter()
+            status, _, body = fetch(servers[0].url(url), {"Accept-Encoding": "identity"})
+            cold.append((time.perf_counter() - began) * 1000)
+            assert status == 200, url
+            (root / url.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+            (root / url.lstrip("/")).write_bytes(body)
+        sizes = sorted(len((root / url.lstrip("/")).read_bytes()) for url in urls)
+        note = (f"{len(urls):,} feeds ({args.many_sources:,} sources × 3 formats, {args.many_sources * 3:,} articles), "
+                f"{sizes[len(sizes) // 2]:,} B median; first request of each, one at a time (cold: rendered then): "
+                f"median {c.median(cold):.1f} ms, p99 {c.percentile(cold, 0.99):.1f} ms")
+        servers.append(start_nginx(tmp, root, "nginx-many"))
+        servers[1].name = NGINX
+        wait_up(servers[1].url(urls[0]), servers[1].process, tmp / "nginx-many-error.log")
+        rows = []
+        for server in servers:
+            # Each worker process renders each feed once into its own memory cache (no cache.url): warm
+            # until the rate stops climbing, so the timed run is of a warm working set.
+            rates = [0.0]
+            for _ in range(12):
+                rates.append(wrk(server.url("/"), {}, args, 2, script)["rps"])
+                if rates[-1] < rates[-2] * 1.1:
+                    break
+            c.log(f"many feeds {server.name}: warm-up rates {' / '.join(f'{rate:.0f}' for rate in rates[1:])}")
+            result = wrk(server.url("/"), {}, args, args.duration, script)
+            c.log(f"many feeds {server.name}: {result['rps']:.0f} req/s {result['bad']}")
+            rows.append((server.name, f"{result['rps']:,.0f}", f"{result['p50']:.2f}", f"{result['p99']:.2f}", result["bad"]))
+        return rows, note
+    finally:
+        stop(servers)
+
+
+def cold_renders(server: Server, categories: list[str]) -> str:
+    """The first request of 50-item category feeds, one at a time: a cache miss, rendered then."""
+    times = []
+    for slug in categories:
+        for extension in ("rss", "atom", "json"):
+            began = time.perf_counter()
+            status, _, body = fetch(server.url(f"/feeds/category/{slug}.{extension}?limit=50"), {"Accept-Encoding": "identity"})
+            times.append((time.perf_counter() - began) * 1000)
+            assert status == 200
+    return (f"cold render of a 50-item category feed (items of ~4 KB) through `feeds serve`, the first request of each of "
+            f"{len(times)} feeds ({len(categories)} categories × 3 formats), one at a time: median {c.median(times):.1f} ms, "
+            f"p99 {c.percentile(times, 0.99):.1f} ms")
 
 
 def profile(database_url: str, path: str, requests: int) -> tuple[list[tuple], str]:
@@ -407,8 +553,10 @@ def profile(database_url: str, path: str, requests: int) -> tuple[list[tuple], s
 
     floor = floor_app.app.test_client()
     rows = []
+    etags = {encoding: client.get(path, headers={"Accept-Encoding": encoding}).headers["ETag"] for encoding in ("identity", "gzip")}
     for case in CASES:
-        headers = {"If-None-Match": first.headers["ETag"]} if case == "304" else {"Accept-Encoding": "gzip"} if case == "gzip 200" else {}
+        encoding = ENCODING_OF[case]
+        headers = {"Accept-Encoding": encoding, **({"If-None-Match": etags[encoding]} if case.endswith("304") else {})}
         times = {}
         for name, target in (("feeds", client), ("floor", floor)):
             for _ in range(50):
@@ -431,12 +579,20 @@ def profile(database_url: str, path: str, requests: int) -> tuple[list[tuple], s
     return rows, out.getvalue()
 
 
+FEEDS_SERVE = "feeds serve (granian, fast path)"
+FEEDS_GUNICORN = "feeds on gunicorn (gthread)"
+FLOOR = "bare Flask on gunicorn (floor)"
+NGINX = "nginx (static files)"
+DJANGO = "Django (peer)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--articles", type=int, default=10_000, help="articles in the store (default 10000)")
     parser.add_argument("--category", default="caijing", help="category slug path (default caijing)")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers for every Python server (default 2)")
-    parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker (default 4)")
+    parser.add_argument("--limit", type=int, default=2, help="items of the polled feed (default 2: about 8 KB)")
+    parser.add_argument("--workers", type=int, default=2, help="workers of every Python server (default 2)")
+    parser.add_argument("--threads", type=int, default=4, help="threads per worker (default 4)")
     parser.add_argument("--duration", type=float, default=5, help="seconds of each timed wrk run (default 5)")
     parser.add_argument("--warmup", type=float, default=1, help="seconds of the untimed wrk run before each (default 1)")
     parser.add_argument("--rounds", type=int, default=3, help="times every case is run against every server (default 3)")
@@ -445,6 +601,8 @@ def main() -> None:
                         help="share of the work one worker may do before a run counts as lopsided (default 0.8)")
     parser.add_argument("--wrk-threads", type=int, default=2, help="wrk -t (default 2)")
     parser.add_argument("--connections", type=int, default=32, help="wrk -c (default 32)")
+    parser.add_argument("--rate", type=int, default=2000, help="requests/s of the fixed-rate latency runs (default 2000)")
+    parser.add_argument("--many-sources", type=int, default=1000, help="source feeds of the many-feeds run (default 1000)")
     parser.add_argument("--profile-requests", type=int, default=2000, help="in-process requests profiled (default 2000)")
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--no-install", action="store_true", help="never apt-get or pip install; skip what is missing")
@@ -457,13 +615,14 @@ def main() -> None:
     has_django = ensure_django(args.no_install)
     notes = []
     if not has_nginx:
-        notes.append("nginx row skipped: nginx is not installed and could not be (apt-get install -y nginx as root)")
+        notes.append("nginx rows skipped: nginx is not installed and could not be (apt-get install -y nginx as root)")
     if not has_django:
         notes.append("Django row skipped: django is not installed and could not be (pip install django)")
-    path = f"/feeds/category/{args.category}.rss?limit=50"
+    path = f"/feeds/category/{args.category}.rss?limit={args.limit}"
     servers: list[Server] = []
     tmp = Path(tempfile.mkdtemp(prefix="feeds-throughput-"))
     tmp.chmod(0o755)  # nginx workers run as nobody when started by root
+    many, many_note, latency, cold = [], "", [], ""
     try:
         database = tmp / "feeds.db"
         store = Store(f"sqlite:///{database}")
@@ -472,54 +631,51 @@ def main() -> None:
         _data.load(store, data)
         with store.db.engine.begin() as conn:
             conn.execute(articles.update().where(articles.c.pk > args.articles - 5000).values(content=BIG_CONTENT))
+        categories = sorted({row["slug_path"] for row in data.categories if data.category_sizes.get(row["slug_path"], 0) >= 50})
         store.close()
         c.log(f"store: {args.articles:,} articles, {data.category_sizes.get(args.category, 0):,} in {args.category}")
 
         env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDS_")}
-        env["FEEDS_DATABASE_URL"] = f"sqlite:///{database}"
-        feeds = gunicorn("feeds", "feeds:create_app()", tmp, args, env)
+        env.update(FEEDS_DATABASE_URL=f"sqlite:///{database}", FEEDS_CONFIG=os.devnull)
+        feeds = feeds_serve(FEEDS_SERVE, tmp, args, env)
         servers.append(feeds)
-        wait_up(feeds.url(path), feeds.process, tmp / "feeds.log")
-        status, headers, plain = fetch(feeds.url(path))
+        wait_up(feeds.url(path), feeds.process, tmp / f"{feeds.name}.log")
+        cold = cold_renders(feeds, categories[:10])
+        status, headers, plain = fetch(feeds.url(path), {"Accept-Encoding": "identity"})
         etag = headers["ETag"].strip('"')
-        (tmp / "feed.rss").write_bytes(plain)
         _, gz_headers, gz = fetch(feeds.url(path), {"Accept-Encoding": "gzip"})
+        (tmp / "feed.rss").write_bytes(plain)
         (tmp / "feed.rss.gz").write_bytes(gz)
         (tmp / "feed.etag").write_text(etag)
         c.log(f"feed: {len(plain):,} bytes, gzip {len(gz):,} bytes ({gz_headers.get('Content-Encoding')}), ETag {etag}")
 
+        servers.append(gunicorn(FEEDS_GUNICORN, "feeds:create_app()", tmp, args, env))
         (tmp / "floor_app.py").write_text(FLOOR_APP)
-        servers.append(gunicorn("bare Flask (floor)", "floor_app:app", tmp, args, env))
+        servers.append(gunicorn(FLOOR, "floor_app:app", tmp, args, env))
         if has_nginx:
             www = tmp / "www" / Path(path.split("?")[0]).parent.relative_to("/")
             www.mkdir(parents=True)
             name = Path(path.split("?")[0]).name
             (www / name).write_bytes(plain)
             (www / (name + ".gz")).write_bytes(gz)
-            for folder in [tmp / "www", *(p for p in (tmp / "www").rglob("*") if p.is_dir())]:
-                folder.chmod(0o755)
-            port = free_port()
-            (tmp / "nginx.conf").write_text(NGINX_CONF.format(tmp=tmp, port=port))
-            nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-            log = tmp / "nginx.log"
-            process = subprocess.Popen([nginx, "-p", str(tmp), "-c", str(tmp / "nginx.conf"), "-e", str(tmp / "nginx-error.log")],
-                                       stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
-            servers.append(Server("nginx (static ceiling)", port, process))
+            servers.append(start_nginx(tmp, tmp / "www", "nginx"))
         if has_django:
-            (tmp / "djfeed.py").write_text(DJANGO_APP % {"database": str(database), "slug": args.category,
+            (tmp / "djfeed.py").write_text(DJANGO_APP % {"database": str(database), "slug": args.category, "limit": args.limit,
                                                          "url_path": path.split("?")[0].lstrip("/")})
-            servers.append(gunicorn("Django (peer)", "djfeed:application", tmp, args, env))
+            servers.append(gunicorn(DJANGO, "djfeed:application", tmp, args, env))
         for server in servers:
-            wait_up(server.url(path), server.process, tmp / f"{server.name}.log" if server.name != "nginx (static ceiling)" else tmp / "nginx-error.log")
-            server.etag = fetch(server.url(path))[1]["ETag"]
-            c.log(f"{server.name} up on port {server.port}, ETag {server.etag}")
+            wait_up(server.url(path), server.process, tmp / (f"{server.name}.log" if server.name != NGINX else "nginx-error.log"))
+            for encoding in ("identity", "gzip"):
+                server.etags[encoding] = fetch(server.url(path), {"Accept-Encoding": encoding})[1].get("ETag", "")
+            c.log(f"{server.name} up on port {server.port}, ETags {server.etags}")
 
+        measuring = {case: [s for s in servers if not (case == "br 200" and s.name in (NGINX, FLOOR, DJANGO))] for case in CASES}
         for case in CASES:
-            for server in servers:
+            for server in measuring[case]:
                 server.checks[case] = check(server, path, case, plain)
         for round_ in range(1, args.rounds + 1):
             for case in CASES:
-                for server in servers:
+                for server in measuring[case]:
                     headers = headers_for(case, server)
                     if args.warmup:
                         wrk(server.url(path), headers, args, args.warmup)
@@ -527,38 +683,37 @@ def main() -> None:
                     server.results[case].append(result)
                     c.log(f"round {round_} {case} {server.name}: {result['rps']:.0f} req/s, {result['cpu_us']:.0f} CPU µs/request, "
                           f"p50 {result['p50']:.2f} ms, p99 {result['p99']:.2f} ms {result['bad']}")
+        latency = fixed_rate([s for s in servers if s.name in (FEEDS_SERVE, FEEDS_GUNICORN, NGINX)], path, tmp, args)
+        stop(servers)
+        if has_nginx:
+            many, many_note = many_feeds(tmp, args, env)
         profiled = None if args.no_profile else profile(f"sqlite:///{database}", path, args.profile_requests)
     finally:
-        for server in servers:
-            if server.process.poll() is None:
-                os.killpg(server.process.pid, signal.SIGTERM)
-        for server in servers:
-            try:
-                server.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.process.pid, signal.SIGKILL)
+        stop(servers)
         shutil.rmtree(tmp, ignore_errors=True)
 
     print(c.header())
     print()
     print(f"`GET {path}` ({len(plain):,} B, gzip {len(gz):,} B; {args.articles:,} articles in SQLite), "
-          f"all servers on 127.0.0.1 at once, measured in turn. Python servers: gunicorn gthread "
-          f"`-w {args.workers} --threads {args.threads}`, no gunicorn access log (the package's own `feeds.access` "
-          f"line per request goes to the server's log file, as it ships). "
-          f"Load: `wrk -t{args.wrk_threads} -c{args.connections} -d{args.duration:g}s --latency` after a "
-          f"{args.warmup:g} s warm-up run of the same command (wrk counts a request slower than its 2 s default timeout "
-          f"as a timeout), {args.rounds} rounds; medians over the rounds. \"vs floor\" = the median of each round's "
-          f"req/s ÷ bare Flask's req/s in the same case and round; \"CPU µs\" = CPU time of the server's processes "
-          f"per request.")
+          f"all servers on 127.0.0.1 at once, measured in turn. Python servers: `-w {args.workers} --threads "
+          f"{args.threads}` (gunicorn gthread; `feeds serve` passes them to granian as workers and blocking threads), "
+          f"no server access log (the package's own `feeds.access` line per request goes to the server's log file, as it "
+          f"ships). Load: `wrk -t{args.wrk_threads} -c{args.connections} -d{args.duration:g}s --latency` after a "
+          f"{args.warmup:g} s warm-up run of the same command, {args.rounds} rounds; medians over the rounds. \"vs nginx\", "
+          f"\"vs floor\" = the median of each round's req/s ÷ that server's req/s in the same case and round (nginx answers "
+          f"`br` with no module for it: no row); \"CPU µs\" = CPU time of the server's processes per request.")
     print()
-    floor = next(s for s in servers if s.name.startswith("bare"))
-    django = next((s for s in servers if s.name.startswith("Django")), None)
-    def ratio(server: Server, other: Server, case: str) -> float:
-        return c.median([mine["rps"] / theirs["rps"] for mine, theirs in zip(server.results[case], other.results[case])])
+    by_name = {server.name: server for server in servers}
+
+    def ratio(server: Server, other: str, case: str) -> str:
+        theirs = by_name.get(other)
+        if theirs is None or not theirs.results[case] or not server.results[case]:
+            return ""
+        return f"{c.median([m['rps'] / t['rps'] for m, t in zip(server.results[case], theirs.results[case])]):.2f}"
 
     rows = []
     for case in CASES:
-        for server in servers:
+        for server in measuring[case]:
             runs = server.results[case]
             bad = "; ".join(sorted({r["bad"] for r in runs if r["bad"]}))
             retried = sum(r["retried"] for r in runs)
@@ -566,12 +721,27 @@ def main() -> None:
             rows.append((case, server.name, f"{c.median([r['rps'] for r in runs]):,.0f}",
                          f"{c.median([r['cpu_us'] for r in runs]):.0f}",
                          f"{c.median([r['p50'] for r in runs]):.2f}", f"{c.median([r['p99'] for r in runs]):.2f}",
-                         f"{ratio(server, floor, case):.2f}", f"{ratio(server, django, case):.1f}×" if django and server is not django else "",
+                         ratio(server, NGINX, case), ratio(server, FLOOR, case),
                          " / ".join(f"{r['rps']:,.0f}" for r in runs), server.checks[case] + (f"; {bad}" if bad else "")))
-    print(c.table(("case", "server", "req/s", "CPU µs", "p50 ms", "p99 ms", "vs floor", "vs Django", "req/s by round",
+    print(c.table(("case", "server", "req/s", "CPU µs", "p50 ms", "p99 ms", "vs nginx", "vs floor", "req/s by round",
                    "check: status, body"), rows, "llrrrrrrrl"))
+    print()
+    print(f"At a fixed rate (`wrk -c20` with a Lua `delay()` of {max(1, round(20000 / args.rate))} ms per connection "
+          f"between requests, about {args.rate:,} req/s; wrk2 is not in Debian; the latencies are of each request as sent, "
+          f"not corrected for coordinated omission), `{args.duration:g}` s each:")
+    print()
+    print(c.table(("case", "server", "req/s", "p50 ms", "p99 ms", "errors"), latency, "llrrrl"))
+    if many:
+        print()
+        print(f"Many feeds: {many_note}. Then `wrk` round-robin over all of them (Lua `request()`), identity 200s, "
+              f"`-c{args.connections}`, after 2 s warm-up runs until the rate stopped climbing (each worker process keeps "
+              f"its own cache, so each renders each feed once):")
+        print()
+        print(c.table(("server", "req/s", "p50 ms", "p99 ms", "errors"), many, "lrrrl"))
+    print()
+    print(f"- {cold}")
     for note in notes:
-        print(f"\n- {note}")
+        print(f"- {note}")
     if profiled:
         rows, stats = profiled
         print()

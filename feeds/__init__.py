@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from feeds.cache import ChangeNews, is_redis, open_cache
 from feeds.catalog import Catalog, feed_address
@@ -89,7 +90,8 @@ def _announcer(settings: Settings, publisher: Publisher, news: ChangeNews | None
 def create_app(config: Settings | Mapping[str, Any] | None = None, deliver: bool = False) -> Flask:
     """The WSGI app. ``config`` is a ``Settings``, or overrides nested like config.toml. With ``deliver``, this
     process also runs the WebSub hub's verifications and deliveries beside the requests: a serving process
-    does, where the app is made in each worker (gunicorn without ``--preload``), as ``feeds serve`` does."""
+    does, where the app is made in each worker (as ``feeds serve`` does on granian; gunicorn without
+    ``--preload``)."""
     settings = config if isinstance(config, Settings) else load_settings(overrides=config)
     app = Flask(__name__)
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
@@ -113,6 +115,10 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, deliver: bool
         services.hub.start()
     _register_errors(app)
     register_request_log(app)
+    app.wsgi_app = web.FastPolls(app.wsgi_app, services)  # type: ignore[method-assign]
+    if settings.server.proxies:  # outermost: the fast path, too, counts the reader's address, not the proxy's
+        hops = settings.server.proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     configure_logging()
     return app
 

@@ -168,7 +168,7 @@ class ChangeNews:
         self.client = redis_client(url)
         # Channels are not per database: the database's number keeps sites sharing a server apart.
         self.channel = f"feeds:changed:{self.client.connection_pool.connection_kwargs.get('db', 0)}"
-        self._listening: int | None = None  # the process whose listener runs (gunicorn forks workers)
+        self._listening: int | None = None  # the process whose listener runs (server workers are forked)
         self._pause = _Pause(retry_after, "redis unavailable for change news for %.0f s: %s")
 
     def publish(self, scopes: Iterable[str]) -> None:

@@ -1,6 +1,8 @@
 """The ``feeds`` command: import articles and reads, serve the feeds."""
 from __future__ import annotations
 
+import atexit
+import functools
 import io
 import os
 import sys
@@ -82,8 +84,9 @@ def views_command(obj: Context, path: IO[str]) -> None:
 @click.option("--demo", is_flag=True, help="Load the bundled sample articles and reads into an empty database first.")
 @click.pass_obj
 def serve_command(obj: Context, host: str | None, port: int | None, workers: int | None, threads: int | None, demo: bool) -> None:
-    """Serve the feeds on gunicorn, a production WSGI server."""
-    from gunicorn.app.base import BaseApplication
+    """Serve the feeds on granian, a production HTTP server (written in Rust) for WSGI apps."""
+    from granian import Granian
+    from granian.constants import Interfaces
 
     services = obj.services()
     settings, store = services.settings, services.store
@@ -92,26 +95,30 @@ def serve_command(obj: Context, host: str | None, port: int | None, workers: int
         _load_demo(store, settings)
     store.close()
     reset_multiprocess_dir()
-    bind = f"{host or server.host}:{port or server.port}"
-    click.echo(f"Serving {store.url} on http://{bind}/  (feeds listed at /, OPML at /feeds.opml)", err=True)
+    address, port = host or server.host, port or server.port
+    click.echo(f"Serving {store.url} on http://{address}:{port}/  (feeds listed at /, OPML at /feeds.opml)", err=True)
+    Granian(
+        "feeds:create_app", address=address, port=port, interface=Interfaces.WSGI, workers=workers or server.workers,
+        blocking_threads=threads or server.threads, websockets=False,
+        log_access=False,  # the app logs each request itself (feeds.access)
+        workers_kill_timeout=30,  # SIGTERM: requests in flight get this long to finish
+    ).serve(spawn_target=_worker, target_loader=functools.partial(_worker_app, settings), wrap_loader=False)
 
-    class Gunicorn(BaseApplication):  # type: ignore[misc]
-        def load_config(self) -> None:
-            for key, value in {
-                "bind": bind,
-                "workers": workers or server.workers,
-                "threads": threads or server.threads,
-                "worker_class": "gthread",
-                "accesslog": None,  # the app logs each request itself (feeds.access)
-                "errorlog": "-",
-                "timeout": 60,
-            }.items():
-                self.cfg.set(key, value)
 
-        def load(self) -> Any:  # in each worker, after the fork: each runs the hub's deliveries from its start
-            return create_app(settings, deliver=True)
+def _worker_app(settings: Settings) -> Any:
+    """The app of one worker process, made after it started: each runs the hub's deliveries from its start."""
+    return create_app(settings, deliver=True)
 
-    Gunicorn().run()
+
+def _worker(*args: Any, **kwargs: Any) -> None:
+    """A granian WSGI worker, ended as a process exits cleanly: granian's workers end with ``os._exit``,
+    which skips the exit handlers that write the last poll counts and log lines."""
+    from granian.server import MPServer
+
+    try:
+        MPServer._spawn_wsgi_worker(*args, **kwargs)
+    finally:
+        atexit._run_exitfuncs()
 
 
 @main.command("build")

@@ -102,6 +102,7 @@ class ServerSettings:
     port: int = 8000
     workers: int = 2
     threads: int = 4
+    proxies: int = 0  # proxies in front that set X-Forwarded-For/-Proto/-Host, each appending its own hop
 
 
 @dataclass(frozen=True)
@@ -302,6 +303,8 @@ def _check(settings: Settings) -> None:
             raise ConfigError(f"{key}: must be at least 1, got {value}")
     if settings.cache.recheck_seconds < 0:
         raise ConfigError(f"cache.recheck_seconds: must not be negative, got {settings.cache.recheck_seconds}")
+    if settings.server.proxies < 0:
+        raise ConfigError(f"server.proxies: must not be negative, got {settings.server.proxies}")
     if settings.feeds.max_age < 0:
         raise ConfigError(f"feeds.max_age: must not be negative, got {settings.feeds.max_age}")
     websub = settings.websub

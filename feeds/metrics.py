@@ -145,15 +145,27 @@ def register_request_log(app: Flask) -> None:
         rule = served.url_rule
         status = response.status_code
         observe_request(rule.rule if rule is not None else None, status, seconds)
-        if access_log.isEnabledFor(logging.INFO):
-            method = environ.get("REQUEST_METHOD", "GET")
-            sent = 0 if method == "HEAD" else response.calculate_content_length()
-            line = logfmt(method=method, path=served.path, status=status, duration_ms=f"{seconds * 1000:.1f}",
-                          bytes="-" if sent is None else sent, client=environ.get("REMOTE_ADDR") or "-")
-            # makeRecord and handle, not info(): an access line needs no caller's file and line,
-            # whose lookup walks the stack on every request.
-            access_log.handle(access_log.makeRecord(access_log.name, logging.INFO, "", 0, line, (), None))
+        method = environ.get("REQUEST_METHOD", "GET")
+        log_access(method, served.path, status, seconds, 0 if method == "HEAD" else response.calculate_content_length(),
+                   environ.get("REMOTE_ADDR"))
         return response
+
+
+def log_access(method: str, path: str, status: int, seconds: float, sent: int | None, client: str | None) -> None:
+    """The access line of one answered request (``sent``: body bytes, None when not known)."""
+    if not access_log.isEnabledFor(logging.INFO):
+        return
+    fields = (method, path, status, seconds, "-" if sent is None else sent, client or "-")
+    if _access_lines is not None:  # the package's own handler: the line is made when its batch is written
+        _access_lines.access(time.time(), fields)
+        return
+    # makeRecord and handle, not info(): an access line needs no caller's file and line,
+    # whose lookup walks the stack on every request.
+    access_log.handle(access_log.makeRecord(access_log.name, logging.INFO, "", 0, access_line(*fields), (), None))
+
+
+def access_line(method: str, path: str, status: int, seconds: float, sent: int | str, client: str) -> str:
+    return logfmt(method=method, path=path, status=status, duration_ms=f"{seconds * 1000:.1f}", bytes=sent, client=client)
 
 
 _BARE_VALUE = re.compile(r"[!#-<>-\[\]-~]+")  # printable ASCII but space, '"', '=' and '\\'
@@ -176,10 +188,16 @@ def configure_logging() -> None:
     package = logging.getLogger("feeds")
     if package.handlers or logging.getLogger().handlers:
         return
+    global _access_lines
     handler = BufferedLines()
-    handler.setFormatter(LineFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.setFormatter(LineFormatter(LINE_FORMAT))
     package.addHandler(handler)
     package.setLevel(logging.INFO)
+    _access_lines = handler
+
+
+LINE_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+_access_lines: BufferedLines | None = None  # the handler configure_logging installed, which takes access lines as they are
 
 
 class LineFormatter(logging.Formatter):
@@ -190,12 +208,16 @@ class LineFormatter(logging.Formatter):
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 (logging's name)
         if datefmt is not None:
             return super().formatTime(record, datefmt)
+        return self.stamp(record.created)
+
+    def stamp(self, created: float) -> str:
+        """``%(asctime)s`` of a line made at ``created``."""
         second, stamp = self._second
-        if second != int(record.created):
-            second = int(record.created)
+        if second != int(created):
+            second = int(created)
             stamp = time.strftime(self.default_time_format, self.converter(second))
             self._second = (second, stamp)
-        return self.default_msec_format % (stamp, record.msecs)
+        return self.default_msec_format % (stamp, int((created - second) * 1000))
 
 
 class BufferedLines(logging.Handler):
@@ -211,9 +233,18 @@ class BufferedLines(logging.Handler):
         super().__init__()
         self.fd = fd
         self.interval = interval
-        self._lines: list[bytes] = []
+        self._lines: list[bytes | tuple[float, tuple[Any, ...]]] = []  # lines, and access lines yet to make
         self._flusher: int | None = None  # the process whose flush thread runs
+        self._stamps = LineFormatter()
         os.register_at_fork(after_in_child=self._forget)
+
+    def access(self, created: float, fields: tuple[Any, ...]) -> None:
+        """An access line (``access_line``'s fields), made in ``LINE_FORMAT`` when its batch is
+        written: a poll then costs a list append, not a log record and its formatting. A poller
+        storm of the same answer is one line a batch (``_collapsed``)."""
+        self._lines.append((created, fields))
+        if self._flusher != os.getpid():
+            self._start()
 
     def emit(self, record: logging.LogRecord) -> None:  # called holding self.lock
         try:
@@ -223,22 +254,50 @@ class BufferedLines(logging.Handler):
             return
         if record.levelno >= logging.WARNING:
             self.flush()
-        elif self._flusher != os.getpid():  # first line in this process (gunicorn forks workers)
-            self._flusher = os.getpid()
-            threading.Thread(target=self._flush_every, name="feeds-log-flush", daemon=True).start()
+        elif self._flusher != os.getpid():
+            self._start()
+
+    def _start(self) -> None:
+        """The flush thread, on the first line in this process (server workers are forked)."""
+        with self.lock:  # type: ignore[union-attr]
+            if self._flusher != os.getpid():
+                self._flusher = os.getpid()
+                threading.Thread(target=self._flush_every, name="feeds-log-flush", daemon=True).start()
 
     def flush(self) -> None:
         # Under the lock, so batches go out in order; polls wait for it once a batch, not once a line.
         with self.lock:  # type: ignore[union-attr]
+            lines, self._lines = self._lines, []  # one step: an access line added meanwhile is in one list or the other
             batch = b""
-            for line in self._lines:
+            for line in self._collapsed(lines):
                 if batch and len(batch) + len(line) > select.PIPE_BUF:
                     self._write(batch)
                     batch = b""
                 batch += line
-            self._lines = []
             if batch:
                 self._write(batch)
+
+    def _collapsed(self, lines: list[bytes | tuple[float, tuple[Any, ...]]]) -> list[bytes]:
+        """The batch's lines, its access lines made: the same answer (method, path, status, bytes and client) given
+        more than once in the batch is one line where it was first given, with its ``count`` and longest duration."""
+        same: dict[tuple[Any, ...], list[Any]] = {}  # answer -> [duration, count]
+        for line in lines:
+            if isinstance(line, tuple):
+                method, path, status, seconds, sent, client = line[1]
+                seen = same.setdefault((method, path, status, sent, client), [seconds, 0])
+                seen[0], seen[1] = max(seen[0], seconds), seen[1] + 1
+        made = []
+        for line in lines:
+            if isinstance(line, tuple):
+                method, path, status, _, sent, client = line[1]
+                seen = same.pop((method, path, status, sent, client), None)
+                if seen is None:
+                    continue  # written with the first of its kind
+                text = access_line(method, path, status, seen[0], sent, client)
+                text += f" count={seen[1]}" if seen[1] > 1 else ""
+                line = f"{self._stamps.stamp(line[0])} INFO {access_log.name} {text}\n".encode("utf-8", "backslashreplace")
+            made.append(line)
+        return made
 
     def _write(self, data: bytes) -> None:
         try:

@@ -89,7 +89,7 @@ class RenderedFeeds:
              version: int | None = None) -> Rendered | None:
         """The bytes ``make`` gives (with their last change), kept under ``name`` at the current version of
         ``scope``: a feed, or anything else drawn from the feeds' content (the embeddable boxes)."""
-        if self.news is not None:  # from the first poll on, in each process (gunicorn forks after start)
+        if self.news is not None:  # from the first poll on, in each process (server workers are forked after start)
             self.news.listen(self.store.versions.forget)
         key = f"{name}@{self.store.versions.current(scope) if version is None else version}"
         ttl = self.settings.cache.ttl

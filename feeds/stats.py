@@ -29,6 +29,7 @@ import logging
 import re
 import secrets
 import threading
+import time
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
@@ -115,43 +116,59 @@ class _Tally:
 
 
 class PollCounter:
-    """Counts polls in memory and writes them to the database in batches (see the module's doc)."""
+    """Counts polls in memory and writes them to the database in batches (see the module's doc).
+
+    A poll costs one dict increment: who polled (the hash of address and User-Agent, the client
+    application, an aggregator's report) is worked out once per distinct poller at the next flush."""
 
     def __init__(self, store: Store, settings: Settings):
         self.polls = store.polls
         self.settings = settings
-        self._tallies: dict[tuple[date, str], _Tally] = {}
+        self._polls: Counter[tuple[date, str, str, str, bool]] = Counter()
+        self._tallies: dict[tuple[date, str], _Tally] = {}  # counted, not yet written (a flush that failed)
         self._salts: dict[date, bytes] = {}
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         self._flusher: threading.Thread | None = None
+        self._today = (date.min, 0.0, 0.0)  # the site's date, and the Unix seconds it starts and ends
 
     def record(self, feed: str, address: str, user_agent: str, status: int, now: datetime | None = None) -> None:
         """Count one answered poll of ``feed`` (its path without the format)."""
-        day = (now or datetime.now(self.settings.tz)).astimezone(self.settings.tz).date()
-        client, subscribers = parse_user_agent(user_agent)
-        poller = None if subscribers is not None else self._hash(day, address, user_agent)
+        day = self._day() if now is None else now.astimezone(self.settings.tz).date()
         with self._lock:
-            tally = self._tallies.get((day, feed))
-            if tally is None:
-                tally = self._tallies[day, feed] = _Tally()
-            tally.requests += 1
-            tally.not_modified += status == 304
-            tally.clients[client] += 1
-            if poller is None:
-                tally.subscribers[client] = max(subscribers or 0, tally.subscribers.get(client, 0))
-            else:
-                tally.pollers.add(poller)
-            if self._flusher is None:  # started on first use: after gunicorn forks, and never for CLI commands
+            self._polls[day, feed, address, user_agent, status == 304] += 1
+            if self._flusher is None:  # started on first use: in each server process, and never for CLI commands
                 self._flusher = threading.Thread(target=self._flush_every, name="feeds-stats-flush", daemon=True)
                 self._flusher.start()
                 atexit.register(self.close)
+
+    def _day(self) -> date:
+        """Today in the site's timezone, worked out once a day rather than once a poll."""
+        day, starts, ends = self._today
+        if not starts <= time.time() < ends:
+            day = datetime.now(self.settings.tz).date()
+            midnight = datetime.combine(day, datetime.min.time(), self.settings.tz)
+            self._today = (day, midnight.timestamp(), (midnight + timedelta(days=1)).timestamp())
+        return day
 
     def flush(self, now: datetime | None = None) -> None:
         """Write what was counted since the last flush, in one transaction, and drop the days
         past ``stats.retention_days``. On failure the counts are kept for the next flush."""
         with self._lock:
+            polls, self._polls = self._polls, Counter()
             tallies, self._tallies = self._tallies, {}
+        for (day, feed, address, user_agent, not_modified), count in polls.items():
+            tally = tallies.get((day, feed))
+            if tally is None:
+                tally = tallies[day, feed] = _Tally()
+            client, subscribers = parse_user_agent(user_agent)
+            tally.requests += count
+            tally.not_modified += count if not_modified else 0
+            tally.clients[client] += count
+            if subscribers is None:
+                tally.pollers.add(self._hash(day, address, user_agent))
+            else:
+                tally.subscribers[client] = max(subscribers, tally.subscribers.get(client, 0))
         if not tallies:
             return
         today = (now or datetime.now(self.settings.tz)).astimezone(self.settings.tz).date()

@@ -6,11 +6,13 @@ has the bytes gets a 304 with no body.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import NoReturn
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import parse_qsl
 
 from flask import Blueprint, Response, abort, current_app, request
@@ -20,9 +22,13 @@ from werkzeug.http import http_date, parse_accept_header, parse_date, parse_etag
 from feeds.cache import Rendered
 from feeds.catalog import Catalog, FeedSpec, feed_address
 from feeds.config import Settings
+from feeds.metrics import log_access, observe_request
 from feeds.model import Category
 from feeds.serving import ENCODINGS, etag_of
 from feeds.writers import FORMATS
+
+if TYPE_CHECKING:
+    from feeds import Services
 
 bp = Blueprint("web", __name__)
 
@@ -40,33 +46,116 @@ def settings() -> Settings:
     return current_app.extensions["feeds"].settings
 
 
-@bp.get("/feeds/<path:feed_path>", provide_automatic_options=False)  # preflight below
+FEED_RULE = "/feeds/<path:feed_path>"
+
+
+@bp.get(FEED_RULE, provide_automatic_options=False)  # preflight below
 def feed(feed_path: str) -> Response:
-    # The polling path: nearly every request ends here with a cache hit or a 304, so it reads
-    # the request's environ once and writes its headers as a list (bench/throughput.py).
+    """A poll that the fast path (``FastPolls``) handed on: an unknown feed, a bad ``?limit=``, a query
+    it does not know, a failure; or any poll when the app is served without it."""
+    failed = request.environ.get(FAST_PATH_FAILURE)
+    if failed is not None:
+        raise failed  # answered by the app's error handlers, as any other failure is
     path, dot, extension = feed_path.rpartition(".")
     if not dot or extension not in FORMATS:
         abort(404, description=f"No feed here. Feeds end in {', '.join('.' + e for e in FORMATS)}.")
-    services = current_app.extensions["feeds"]
-    environ = request.environ
-    encoding = negotiated_encoding(environ.get("HTTP_ACCEPT_ENCODING", ""))
-    rendered = services.feeds.get(path, extension, requested_limit(path), encoding)
-    if rendered is None:
+    answered = feed_answer(current_app.extensions["feeds"], request.environ, path, extension, requested_limit(path))
+    if answered is None:
         no_feed(path)
+    status, headers, body = answered
+    return Response(body, status, headers)
+
+
+def feed_answer(services: Services, environ: dict[str, Any], path: str, extension: str,
+                limit: int) -> tuple[int, list[tuple[str, str]], bytes] | None:
+    """The status, headers and body of a poll of the feed at ``path``, as they go on the wire, and the
+    poll counted; None when there is no such feed. The one place that decides them: Flask's view and
+    the fast path both answer with it (tests/test_fast_path.py holds them to the same bytes)."""
+    encoding = negotiated_encoding(environ.get("HTTP_ACCEPT_ENCODING", ""))
+    rendered = services.feeds.get(path, extension, limit, encoding)
+    if rendered is None:
+        return None
+    site = services.settings
     archived = path.startswith("archive/")
-    headers = [("Vary", "Accept-Encoding"), *cors_headers(environ, services.settings)]
-    hubs = services.catalog.hubs
-    if not archived and hubs:
-        # WebSub discovery (W3C WebSub §4): the hubs, and the one URL to subscribe to. Archive
-        # pages have nothing to subscribe to.
-        links = [f'<{hub}>; rel="hub"' for hub in hubs]
-        headers.append(("Link", ", ".join([*links, f'<{feed_url_of(path, extension)}>; rel="self"'])))
-    if encoding != "identity":
-        headers.append(("Content-Encoding", encoding))  # Werkzeug leaves it out of a 304
-    max_age = ARCHIVE_MAX_AGE if archived else services.settings.feeds.max_age
-    response = answer(rendered, FORMATS[extension].content_type, max_age, headers)
-    services.stats.record(path, environ.get("REMOTE_ADDR", ""), environ.get("HTTP_USER_AGENT", ""), response.status_code)
-    return response
+    fresh, not_modified = feed_headers(
+        feed_address(site, path), extension, encoding, rendered.etag, rendered.last_modified, len(rendered.body),
+        tuple(cors_headers(environ, site)), () if archived else services.catalog.hubs,
+        ARCHIVE_MAX_AGE if archived else site.feeds.max_age)
+    if client_has(rendered, environ):
+        status, headers, body = 304, not_modified, b""
+    else:
+        status, headers, body = 200, fresh, rendered.body
+    services.stats.record(path, environ.get("REMOTE_ADDR", ""), environ.get("HTTP_USER_AGENT", ""), status)
+    return status, list(headers), body  # a copy: a WSGI layer outside may add to the list it is given
+
+
+@lru_cache(maxsize=8192)  # made once per feed version, encoding and origin: polls ask for the same all day
+def feed_headers(address: str, extension: str, encoding: str, etag: str, last_modified: float | None, length: int,
+                 cors: tuple[tuple[str, str], ...], hubs: tuple[str, ...],
+                 max_age: int) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
+    """The headers of a 200 and of a 304 of the feed at ``address`` (its URL without extension)."""
+    common = [("Vary", "Accept-Encoding"), *cors]
+    if hubs:  # WebSub discovery (W3C WebSub §4): the hubs, and the one URL to subscribe to
+        links = [*(f'<{hub}>; rel="hub"' for hub in hubs), f'<{address}.{extension}>; rel="self"']
+        common.append(("Link", ", ".join(links)))
+    common += [("ETag", f'"{etag}"'), ("Cache-Control", f"public, max-age={max_age}")]
+    fresh = [*common, *([("Content-Encoding", encoding)] if encoding != "identity" else ())]
+    if last_modified is not None:
+        fresh.append(("Last-Modified", http_date(last_modified)))
+    fresh += [("Content-Type", FORMATS[extension].content_type), ("Content-Length", str(length))]
+    return tuple(fresh), tuple(common)  # a 304 carries no entity headers (RFC 9110 §15.4.5), as Werkzeug sends it
+
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+FAST_PATH_FAILURE = "feeds.fast_path_failure"
+_STATUS_LINES = {status: f"{status} {HTTPStatus(status).phrase}" for status in (200, 304)}
+
+
+class FastPolls:
+    """The polling path in front of Flask: a WSGI layer that answers the polls it fully understands
+    (GET or HEAD of /feeds/<feed>.<format>, with no query or only ``?limit=``) with ``feed_answer``,
+    counted, measured and logged as Flask's view is, and hands every other request to Flask
+    unchanged. Most of what the service answers is a poll that finds nothing new; going through
+    Flask's request, routing and response objects cost it most of its time (bench/throughput.py).
+
+    An unknown feed, a bad ``?limit=``, another query option or a failure go to Flask's view, whose
+    errors and handlers answer them; a failure is handed over, not tried again (a database that is
+    down would otherwise be waited for twice).
+    """
+
+    def __init__(self, flask: WSGIApp, services: Services):
+        self.flask = flask
+        self.services = services
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        started = time.perf_counter()
+        method = environ["REQUEST_METHOD"]
+        target = environ.get("PATH_INFO", "")
+        query = environ.get("QUERY_STRING", "")
+        if (method not in ("GET", "HEAD") or not target.startswith("/feeds/") or not target.isascii()
+                or "//" in target or (query and not (query.startswith("limit=") and "&" not in query))):
+            return self.flask(environ, start_response)
+        path, dot, extension = target[7:].rpartition(".")
+        if not dot or extension not in FORMATS:
+            return self.flask(environ, start_response)
+        try:
+            limit = limit_of(path, query, self.services.settings)
+        except ValueError:  # Flask's view says what is allowed
+            return self.flask(environ, start_response)
+        try:
+            answered = feed_answer(self.services, environ, path, extension, limit)
+        except Exception as exc:  # noqa: BLE001 - handed to Flask, whose error handlers log and answer it
+            environ[FAST_PATH_FAILURE] = exc
+            return self.flask(environ, start_response)
+        if answered is None:
+            return self.flask(environ, start_response)
+        status, headers, body = answered
+        start_response(_STATUS_LINES[status], headers)
+        sent = b"" if method == "HEAD" else body
+        seconds = time.perf_counter() - started
+        observe_request(FEED_RULE, status, seconds)
+        log_access(method, target, status, seconds, len(sent), environ.get("REMOTE_ADDR"))
+        return [sent]
 
 
 @bp.get("/feeds.opml", provide_automatic_options=False)

@@ -178,7 +178,7 @@ class Answer:
 
 
 class Instance:
-    """One `feeds serve` (gunicorn, 1 worker x 4 threads) in a process group of its own."""
+    """One `feeds serve` (granian, 1 worker x 4 threads) in a process group of its own."""
 
     def __init__(self, folder: Path, database_url: str, cache_url: str, retry_after: int = 5, recheck_seconds: int = RECHECK):
         self.folder = folder

@@ -1,4 +1,4 @@
-"""The WebSub hub as deployed: `feeds serve` on gunicorn, subscribed to by Flask-WebSub's subscriber
+"""The WebSub hub as deployed: `feeds serve` (granian), subscribed to by Flask-WebSub's subscriber
 (a maintained implementation this project did not write), through a restart and a SIGKILL with
 deliveries owed, and as two instances on one PostgreSQL that deliver each change once.
 """
@@ -51,7 +51,7 @@ class Served:
         return self
 
     def kill(self) -> None:
-        """SIGKILL the whole process group: gunicorn's master and every worker, mid-work."""
+        """SIGKILL the whole process group: granian's main process and every worker, mid-work."""
         assert self.process is not None
         os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=10)

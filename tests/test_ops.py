@@ -1,4 +1,4 @@
-"""Operations: GET /metrics (who may read it, what it counts, several gunicorn workers),
+"""Operations: GET /metrics (who may read it, what it counts, several server workers),
 one log line per request, and errors logged in full but never shown."""
 from __future__ import annotations
 
@@ -183,11 +183,34 @@ def test_log_batches_never_split_a_line_past_pipe_buf(monkeypatch):
     assert received.decode().splitlines() == [f"INFO {line}" for line in lines]
 
 
+def test_access_lines_are_made_when_written_and_the_same_answer_is_one_line_a_batch():
+    logger, handler, written = buffered(interval=60)
+    logger.info("before")
+    for seconds in (0.001, 0.004, 0.002):
+        handler.access(1712220000.25, ("GET", "/feeds/all.rss", 304, seconds, 0, "127.0.0.1"))
+    handler.access(1712220000.5, ("GET", "/feeds/all.rss", 200, 0.003, 9295, "127.0.0.1"))
+    handler.access(1712220000.75, ("HEAD", "/feeds/a b.rss", 200, 0.001, 0, "::1"))
+    logger.info("after")
+    handler.flush()
+    lines = written().decode().splitlines()
+    stamp = handler._stamps.stamp(1712220000.25)
+    assert lines == [
+        "INFO before",
+        f"{stamp} INFO feeds.access method=GET path=/feeds/all.rss status=304 duration_ms=4.0 bytes=0 client=127.0.0.1 count=3",
+        f"{handler._stamps.stamp(1712220000.5)} INFO feeds.access method=GET path=/feeds/all.rss status=200 duration_ms=3.0 "
+        "bytes=9295 client=127.0.0.1",
+        f'{handler._stamps.stamp(1712220000.75)} INFO feeds.access method=HEAD path="/feeds/a b.rss" status=200 duration_ms=1.0 '
+        "bytes=0 client=::1",
+        "INFO after",
+    ]
+    assert stamp.endswith(",250")
+
+
 def test_a_forked_child_does_not_write_its_parents_lines_again():
     logger, handler, written = buffered(interval=60)
     logger.info("parent's")
     pid = os.fork()
-    if pid == 0:  # the child: log one line of its own and flush, as a gunicorn worker would at exit
+    if pid == 0:  # the child: log one line of its own and flush, as a server worker would at exit
         logger.info("child's")
         handler.flush()
         os._exit(0)
@@ -217,7 +240,7 @@ def test_an_error_is_logged_with_its_trace_and_not_shown(app, caplog):
 
 
 @pytest.mark.parametrize("multiprocess", [True, False], ids=["multiprocess-dir", "per-process"])
-def test_gunicorn_workers_share_their_counts_through_the_multiprocess_dir(tmp_path, multiprocess):
+def test_server_workers_share_their_counts_through_the_multiprocess_dir(tmp_path, multiprocess):
     """Two workers: with PROMETHEUS_MULTIPROC_DIR every scrape counts every worker's requests
     and a `feeds import` run beside them, and `feeds serve` empties the directory first;
     without it, a scrape shows the counts of the worker that answered."""

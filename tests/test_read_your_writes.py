@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from email.message import Message
 
 import pytest
 
@@ -52,18 +53,18 @@ def two_workers(tmp_path_factory) -> Iterator[str]:
         process.wait(timeout=30)
 
 
-def call(url: str, body: object | None = None, headers: dict[str, str] | None = None) -> tuple[int, bytes, dict[str, str]]:
+def call(url: str, body: object | None = None, headers: dict[str, str] | None = None) -> tuple[int, bytes, Message]:
     data = json.dumps(body, ensure_ascii=False).encode() if body is not None else None
     sent = {**(headers or {}), **({"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"} if data else {})}
     request = urllib.request.Request(url, data=data, headers=sent)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, response.read(), dict(response.headers)
+            return response.status, response.read(), response.headers  # header names in any case
     except urllib.error.HTTPError as exc:
-        return exc.code, exc.read(), dict(exc.headers)
+        return exc.code, exc.read(), exc.headers
 
 
-def polls(url: str, headers: dict[str, str] | None = None) -> list[tuple[int, bytes, dict[str, str]]]:
+def polls(url: str, headers: dict[str, str] | None = None) -> list[tuple[int, bytes, Message]]:
     """As many requests as it takes to reach both workers many times: a new connection each."""
     return [call(url, headers=headers) for _ in range(TRIES)]
 
@@ -76,6 +77,7 @@ def test_a_new_article_is_in_every_workers_next_answer(two_workers):
     answers = polls(f"{base}/feeds/all.rss")
     assert [status for status, _, _ in answers] == [200] * TRIES
     assert sum("第二篇" in body.decode() for _, body, _ in answers) == TRIES
+    assert {headers["Server"] for _, _, headers in answers} == {"granian"}  # as `feeds serve` runs: granian, the fast path
 
 
 def test_an_edit_is_never_answered_304_for_the_old_bytes(two_workers):

@@ -1,4 +1,4 @@
-"""`feeds serve` on a real gunicorn, read by a real feed reader (newsboat)."""
+"""`feeds serve` on granian, read by a real feed reader (newsboat)."""
 from __future__ import annotations
 
 import os
@@ -52,13 +52,17 @@ def served(tmp_path_factory) -> Iterator[tuple[str, Path]]:
         process.wait(timeout=30)
 
 
-def test_served_by_gunicorn_with_validators(served):
+def test_served_by_granian_with_validators(served):
     base, _ = served
     with urllib.request.urlopen(f"{base}/feeds/all.rss") as response:
         assert response.status == 200
-        assert response.headers["Server"].startswith("gunicorn")
+        assert response.headers["Server"] == "granian"
         assert response.headers["Content-Type"] == "application/rss+xml; charset=utf-8"
         etag = response.headers["ETag"]
+        length = len(response.read())
+    with urllib.request.urlopen(urllib.request.Request(f"{base}/feeds/all.rss", method="HEAD")) as response:
+        assert response.read() == b"" and int(response.headers["Content-Length"]) == length
+        assert response.headers["ETag"] == etag
     request = urllib.request.Request(f"{base}/feeds/all.rss", headers={"If-None-Match": etag})
     with pytest.raises(urllib.error.HTTPError) as not_modified:
         urllib.request.urlopen(request)

@@ -45,7 +45,7 @@ def source_scope(slug: str) -> str:
 
 class ChangeCounter:
     """How many writes to one database have committed on this machine: eight bytes of shared
-    memory that every process using the database maps (gunicorn's workers, ``feeds import``).
+    memory that every process using the database maps (the server's workers, ``feeds import``).
 
     A process compares it with the count it saw last on every poll, a read of memory, and
     forgets the versions it trusts when it moved: a write acknowledged by one worker is then

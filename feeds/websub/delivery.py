@@ -2,7 +2,7 @@
 its topic's new bytes.
 
 Every process that serves runs one thread of it (started with the process's first request,
-or by gunicorn as the worker starts), which a write wakes at once and which otherwise looks
+or by `feeds serve` as each worker starts), which a write wakes at once and which otherwise looks
 for work every second, so that changes made through other processes and instances reach
 subscribers too. It claims work in batches from the database (``store.subscriptions``) and
 does it on a pool of ``websub.concurrency`` threads, each request bounded by
@@ -64,7 +64,7 @@ class Distributor:
         self._lock = threading.Lock()
 
     def start(self) -> None:
-        """Run in this process from now on; a no-op once running (gunicorn forks after the app is made)."""
+        """Run in this process from now on; a no-op once running (a server may fork after the app is made)."""
         if not self.settings.websub.hub or self._running_in == os.getpid():
             return
         with self._lock:
