@@ -55,6 +55,7 @@ def open_services(settings: Settings) -> Services:
     news = ChangeNews(settings.cache.url, settings.cache.retry_after) if is_redis(settings.cache.url) else None
     changed = threading.Event()
     store = Store(settings.database.url, settings.slugs.categories, settings.slugs.sources,
+                  {"tag": settings.slugs.tags, "author": settings.slugs.authors},
                   on_change=_announcer(settings, publisher, news, changed), recheck_seconds=settings.cache.recheck_seconds)
     store.migrate()
     catalog = Catalog(store, settings)

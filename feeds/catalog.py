@@ -12,10 +12,11 @@ from typing import Literal
 from urllib.parse import quote
 
 from feeds.config import Settings
-from feeds.model import Article, Category, Feed, History, Item, Source
+from feeds.model import Article, Category, Feed, History, Item, Label, Source
 from feeds.store import Store
 
-Kind = Literal["all", "category", "source", "hot"]
+Kind = Literal["all", "category", "source", "tag", "author", "hot"]
+LABEL_KINDS = {"tag": "标签", "author": "作者"}
 WINDOW_NAMES = {"daily": "日榜", "weekly": "周榜", "monthly": "月榜"}
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -30,6 +31,7 @@ class FeedSpec:
     description: str
     category: Category | None = None
     source: Source | None = None
+    label: Label | None = None
     window: str | None = None
     page: int | None = None  # an archive page (RFC 5005) of the feed, counted from the oldest
 
@@ -66,6 +68,16 @@ class Catalog:
             f"{self.settings.site.title} · 来源:{source.name}",
             f"{self.settings.site.title}转载自{source.name}的最新文章",
             source=source,
+        )
+
+    def for_label(self, label: Label) -> FeedSpec:
+        site = self.settings.site.title
+        return FeedSpec(
+            f"{label.kind}/{label.slug}",
+            label.kind,
+            f"{site} · {LABEL_KINDS[label.kind]}:{label.name}",
+            f"{site}标签为「{label.name}」的最新文章" if label.kind == "tag" else f"{site}作者{label.name}的最新文章",
+            label=label,
         )
 
     def hot(self, window: str, category: Category | None = None) -> FeedSpec:
@@ -110,7 +122,10 @@ class Catalog:
         return self.settings.feeds.default_limit
 
     def archive_pages(self, spec: FeedSpec) -> int:
-        """How many full archive pages ``spec`` has; the partial newest run is only in the feed itself."""
+        """How many full archive pages ``spec`` has; the partial newest run is only in the feed itself.
+        A tag's or an author's feed has none: it is the newest of a topic, not a record of the site."""
+        if spec.label is not None:
+            return 0
         total, _ = self.store.articles.archive(self.archive_size, None, spec.category, spec.source)
         return total // self.archive_size
 
@@ -138,6 +153,9 @@ class Catalog:
         if kind == "source" and rest and "/" not in rest:
             source = self.store.articles.source(rest)
             return self.for_source(source) if source else None
+        if kind in LABEL_KINDS and rest and "/" not in rest:
+            label = self.store.labels.get(kind, rest)
+            return self.for_label(label) if label else None
         if kind == "hot" and rest:
             window, _, scope = rest.partition("/")
             if window not in self.settings.hot.windows:
@@ -182,7 +200,7 @@ class Catalog:
                     next_archive=self._archive_address(current, spec.page + 1) if spec.page < total // self.archive_size else None,
                 )
             else:
-                articles = self.store.articles.newest(limit, category=spec.category, source=spec.source)
+                articles = self.store.articles.newest(limit, category=spec.category, source=spec.source, label=spec.label)
                 pages = self.archive_pages(spec)
                 history = History(prev_archive=self._archive_address(spec, pages) if pages else None)
             prefixes = [""] * len(articles)

@@ -48,6 +48,15 @@ class FeedSettings:
 class SlugSettings:
     categories: dict[str, str] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    authors: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LabelSettings:
+    index_tags: int = 30
+    index_authors: int = 30
+    opml: bool = False
 
 
 @dataclass(frozen=True)
@@ -128,6 +137,7 @@ class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     feeds: FeedSettings = field(default_factory=FeedSettings)
     slugs: SlugSettings = field(default_factory=SlugSettings)
+    labels: LabelSettings = field(default_factory=LabelSettings)
     hot: HotSettings = field(default_factory=HotSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)

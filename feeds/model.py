@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,15 @@ class Source:
     name: str
     slug: str = ""
     url: str | None = None
+
+
+@dataclass(frozen=True)
+class Label:
+    """A tag or an author of articles, with the slug of its feed (工会 -> gonghui)."""
+
+    kind: Literal["tag", "author"]
+    name: str
+    slug: str
 
 
 @dataclass(frozen=True)

@@ -106,18 +106,21 @@ def headlines(found: Directory) -> dict[str, Headline | None]:
             continue
         first = firsts.get(_spec_key(spec))
         if first is None and not complete:
-            newest = cat.store.articles.newest(1, category=spec.category, source=spec.source)
+            newest = cat.store.articles.newest(1, category=spec.category, source=spec.source, label=spec.label)
             first = newest[0] if newest else None
         found_headlines[spec.path] = Headline(first.title, first.url, first.published.astimezone(tz)) if first else None
     return found_headlines
 
 
 def _feed_keys(article: Article) -> list[tuple[object, ...]]:
-    """The (non-hot) feeds that hold ``article``: everything, its category and each ancestor, its source."""
+    """The (non-hot) feeds that hold ``article``: everything, its category and each ancestor, its source, tags and author."""
     keys: list[tuple[object, ...]] = [("all",)]
     keys += [("category", article.category[:depth]) for depth in range(1, len(article.category) + 1)]
     if article.source is not None:
         keys.append(("source", article.source.slug))
+    keys += [("tag", tag) for tag in article.tags]
+    if article.author:
+        keys.append(("author", article.author))
     return keys
 
 
@@ -126,6 +129,8 @@ def _spec_key(spec: FeedSpec) -> tuple[object, ...]:
         return ("category", spec.category.names)
     if spec.source is not None:
         return ("source", spec.source.slug)
+    if spec.label is not None:
+        return (spec.label.kind, spec.label.name)
     return ("all",)
 
 
@@ -178,6 +183,8 @@ def feed_label(spec: FeedSpec) -> str:
         return spec.category.name
     if spec.source is not None:
         return spec.source.name
+    if spec.label is not None:
+        return spec.label.name
     return "全部文章"
 
 

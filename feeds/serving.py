@@ -1,7 +1,7 @@
 """The polling path: a feed's bytes, from the cache when its content has not changed.
 
 Each feed belongs to one *scope* ("all", "category:<slug path>", "source:<slug>",
-"hot") whose version the store bumps in the same transaction as any change to
+"tag:<slug>", "author:<slug>", "hot") whose version the store bumps in the same transaction as any change to
 what the feed shows. A request reads that one version (a primary-key lookup),
 and looks for the bytes rendered at that version: a hit, or a 304, does no
 rendering and no other query. Hot lists also change as reads age out of their
@@ -44,7 +44,7 @@ def feed_paths(scopes: Iterable[str], windows: Iterable[str]) -> list[str]:
         kind, _, rest = scope.partition(":")
         if kind == "hot":
             paths.extend(f"hot/{window}" for window in windows)
-        elif kind in ("all", "category", "source"):
+        elif kind in ("all", "category", "source", "tag", "author"):
             paths.append(f"{kind}/{rest}" if rest else kind)
     return paths
 

@@ -295,6 +295,8 @@ class Directory:
     categories: tuple[CategoryNode, ...]
     sources: tuple[FeedSpec, ...]
     hot: tuple[FeedSpec, ...]
+    tags: tuple[FeedSpec, ...] = ()
+    authors: tuple[FeedSpec, ...] = ()
 
     def all_specs(self) -> list[FeedSpec]:
         found = [self.everything]
@@ -305,7 +307,7 @@ class Directory:
                 walk(node.children)
 
         walk(self.categories)
-        return found + list(self.sources) + list(self.hot)
+        return found + list(self.sources) + list(self.hot) + list(self.tags) + list(self.authors)
 
 
 def directory() -> Directory:
@@ -315,6 +317,8 @@ def directory() -> Directory:
         categories=_tree(cat, cat.store.articles.categories(), ()),
         sources=tuple(cat.for_source(source) for source in cat.store.articles.sources()),
         hot=tuple(cat.hot(window) for window in settings().hot.windows),
+        tags=tuple(cat.for_label(label) for label, _ in cat.store.labels.most_used("tag", settings().labels.index_tags)),
+        authors=tuple(cat.for_label(label) for label, _ in cat.store.labels.most_used("author", settings().labels.index_authors)),
     )
 
 
@@ -368,4 +372,10 @@ def opml_document(found: Directory) -> bytes:
     hot = group("热门文章")
     for spec in found.hot:
         feed_outline(hot, spec)
+    if settings().labels.opml:
+        for title, specs in (("标签", found.tags), ("作者", found.authors)):
+            if specs:
+                labelled = group(title)
+                for spec in specs:
+                    feed_outline(labelled, spec)
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)

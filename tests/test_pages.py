@@ -82,8 +82,8 @@ def test_index_lists_every_feed_with_its_urls_copy_buttons_and_preview(loaded, a
 def test_index_groups_feeds_and_shows_categories_as_a_tree(loaded, client):
     page = page_of(client, "/")
     sections = {s.get("id"): s for s in page.xpath("//main//section")}
-    assert list(sections) == ["all", "hot", "categories", "sources"]
-    assert [text(s.find("h2")) for s in sections.values()] == ["全部文章", "热门文章", "栏目", "来源"]
+    assert list(sections) == ["all", "hot", "categories", "sources", "tags", "authors"]
+    assert [text(s.find("h2")) for s in sections.values()] == ["全部文章", "热门文章", "栏目", "来源", "标签", "作者"]
 
     def in_section(path: str) -> str:
         return entry(page, path).xpath("ancestor::section")[0].get("id")

@@ -359,6 +359,7 @@ def test_a_change_pings_the_hub_for_every_changed_feed(sqlite_url, hub):
         assert {ping["hub.mode"] for ping in hub.pings} == {"publish"}
         base = "http://feeds.test/feeds/"
         expected = {base + path + "." + ext for path in ("all", "category/redian", "category/redian/guonei", "source/xinhuashe",
+                                                         "tag/gonghui", "tag/fangzhi", "author/zhuxin",
                                                          "hot/daily", "hot/weekly") for ext in ("rss", "atom", "json")}
         assert pinged == expected
     finally:
@@ -374,9 +375,9 @@ def test_a_slow_or_down_hub_never_holds_up_a_write(sqlite_url, caplog):
         assert response.status_code == 201
         assert not slow.got.is_set()  # the answer came before the hub had even been told
         assert app.extensions["feeds"].publisher.wait(60)
-        assert len(slow.pings) == 18
+        assert len(slow.pings) == 27  # 9 feeds (the seed's 2 tags and author among them) × 3 formats
         failures = [r.message for r in caplog.records if "did not take the ping" in r.message]
-        assert len(failures) == 18 and all("hub http://127.0.0.1:1/ " in message for message in failures)
+        assert len(failures) == 27 and all("hub http://127.0.0.1:1/ " in message for message in failures)
         app.extensions["feeds"].store.close()
     finally:
         slow.close()
@@ -389,7 +390,7 @@ def test_a_failing_hub_is_retried(sqlite_url):
         app.extensions["feeds"].publisher.backoff = 0.01
         post(app.test_client(), other("a", "热点/国内"))
         assert app.extensions["feeds"].publisher.wait(30)
-        assert len(failing.pings) == 18 * 3
+        assert len(failing.pings) == 27 * 3
         app.extensions["feeds"].store.close()
     finally:
         failing.close()

@@ -5,6 +5,8 @@ narrow face and a module of its own:
 
 - ``store.articles`` (``articles.py``): upserts and deletes, the newest of a feed, archive
   pages, categories and sources;
+- ``store.labels`` (``labels.py``): tags and authors, each listing its articles, kept by
+  the article upserts;
 - ``store.versions`` (``versions.py``): each feed scope's version and article count, moved
   in every write's transaction, and the trust a process puts in a version it read;
 - ``store.reads`` (``reads.py``) and ``store.rankings`` (``rankings.py``): read events in
@@ -24,6 +26,7 @@ from collections.abc import Callable
 
 from feeds.store.articles import Articles, Outcome
 from feeds.store.database import Database
+from feeds.store.labels import Labels
 from feeds.store.polls import PollStats
 from feeds.store.rankings import Rankings
 from feeds.store.reads import Reads
@@ -41,6 +44,7 @@ class Store:
         url: str,
         category_slugs: dict[str, str] | None = None,
         source_slugs: dict[str, str] | None = None,
+        label_slugs: dict[str, dict[str, str]] | None = None,
         on_change: Callable[[set[str]], None] | None = None,
         recheck_seconds: float = 0,
     ):
@@ -48,7 +52,8 @@ class Store:
         A feed version read is trusted for ``recheck_seconds`` (see ``FeedVersions.current``)."""
         self.db = Database(url)
         self.versions = FeedVersions(self.db, recheck_seconds)
-        self.articles = Articles(self.db, self.versions, category_slugs, source_slugs)
+        self.labels = Labels(self.db, label_slugs)
+        self.articles = Articles(self.db, self.versions, self.labels, category_slugs, source_slugs)
         self.reads = Reads(self.db)
         self.rankings = Rankings(self.db)
         self.polls = PollStats(self.db)

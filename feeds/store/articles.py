@@ -15,9 +15,10 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from feeds.model import Article, Category, Source
+from feeds.model import Article, Category, Label, Source
 from feeds.store.database import Database, chunks, storable
-from feeds.store.schema import article_categories, articles, categories, reads_daily, reads_hourly, reads_minutely, sources
+from feeds.store.labels import Labels, label_scope, labels_of, stored_labels
+from feeds.store.schema import article_categories, article_labels, articles, categories, reads_daily, reads_hourly, reads_minutely, sources
 from feeds.store.versions import FeedVersions, Membership, category_scope, source_scope
 from feeds.text import slugify
 
@@ -28,10 +29,11 @@ _COMPARED = ("url", "title", "summary", "content", "author", "source_id", "categ
 class Articles:
     """The articles of one database, each in its category (and every ancestor's feed) and source."""
 
-    def __init__(self, db: Database, versions: FeedVersions, category_slugs: dict[str, str] | None = None,
+    def __init__(self, db: Database, versions: FeedVersions, labels: Labels, category_slugs: dict[str, str] | None = None,
                  source_slugs: dict[str, str] | None = None):
         self.db = db
         self.versions = versions
+        self.labels = labels
         self._category_slugs = category_slugs or {}
         self._source_slugs = source_slugs or {}
 
@@ -51,21 +53,27 @@ class Articles:
             return False
 
         def delete(conn: Connection) -> bool:
-            row = conn.execute(sa.select(articles.c.pk, articles.c.category_id, articles.c.source_id).where(articles.c.id == article_id)).first()
+            row = conn.execute(sa.select(articles.c.pk, articles.c.category_id, articles.c.source_id, articles.c.tags, articles.c.author)
+                               .where(articles.c.id == article_id)).first()
             if row is None:
                 return False
             pk = row.pk
             self.versions.changed(conn, {row.category_id}, {row.source_id}, added=[], removed=[(row.category_id, row.source_id)])
-            for table in (article_categories, reads_minutely, reads_hourly, reads_daily):
+            self.versions.bump(conn, self._label_scopes(self.labels.ensure(conn, stored_labels(row._asdict()))))
+            for table in (article_categories, article_labels, reads_minutely, reads_hourly, reads_daily):
                 conn.execute(table.delete().where(table.c.article_pk == pk))
             conn.execute(articles.delete().where(articles.c.pk == pk))
             return True
 
         return self.db.write(delete)
 
-    def newest(self, limit: int, category: Category | None = None, source: Source | None = None) -> list[Article]:
-        """The newest ``limit`` articles overall, of a category and its descendants, or of a source."""
-        if category is not None:
+    def newest(self, limit: int, category: Category | None = None, source: Source | None = None,
+               label: Label | None = None) -> list[Article]:
+        """The newest ``limit`` articles overall, of a category and its descendants, of a source, or of a tag or author."""
+        if label is not None:
+            ranked = self.labels.newest_pks(label, limit)
+            query = article_select().join(ranked, ranked.c.pk == articles.c.pk)
+        elif category is not None:
             # The category's id as a scalar subquery, not a join: PostgreSQL then reads the newest
             # `limit` entries backwards along the primary key instead of sorting all of them.
             ranked = (
@@ -172,6 +180,8 @@ class Articles:
         category_ids = self._ensure_categories(conn, {a.category for a in batch if a.category})
         source_ids = self._ensure_sources(conn, [a.source for a in batch if a.source])
         existing = {row.id: row._asdict() for row in self._rows_by_id(conn, {a.id for a in batch})}
+        label_ids = self.labels.ensure(conn, set().union(*map(labels_of, batch), *map(stored_labels, existing.values())))
+        touched_labels: set[tuple[str, str]] = set()
         outcomes: list[Outcome] = []
         touched_categories: set[int | None] = set()
         touched_sources: set[int | None] = set()
@@ -181,6 +191,12 @@ class Articles:
         # PostgreSQL every statement is a round trip.
         new: dict[str, tuple[dict[str, Any], Article]] = {}
         closure: list[dict[str, Any]] = []
+        labelled: list[dict[str, Any]] = []
+
+        def label(article: Article, pk: int) -> None:
+            labelled.extend(
+                {"label_id": label_ids[named][0], "published": article.published, "article_pk": pk} for named in labels_of(article)
+            )
 
         def place(article: Article, pk: int) -> None:
             closure.extend(
@@ -195,10 +211,13 @@ class Articles:
                 for (values, article), pk in zip(new.values(), pks):
                     existing[article.id] = {**values, "pk": pk}
                     place(article, pk)
+                    label(article, pk)
                 new.clear()
             if closure:
                 conn.execute(article_categories.insert(), closure)
                 closure.clear()
+            self.labels.place(conn, labelled)
+            labelled.clear()
 
         for article in batch:
             values = {
@@ -224,6 +243,7 @@ class Articles:
                 added.append((values["category_id"], values["source_id"]))
                 touched_categories.add(values["category_id"])
                 touched_sources.add(values["source_id"])
+                touched_labels.update(labels_of(article))
                 continue
             pk = old["pk"]
             changed = any(old[key] != values[key] for key in _COMPARED)
@@ -234,6 +254,7 @@ class Articles:
                 continue
             touched_categories.update((old["category_id"], values["category_id"]))
             touched_sources.update((old["source_id"], values["source_id"]))
+            touched_labels.update(stored_labels(old) | labels_of(article))
             if (old["category_id"], old["source_id"]) != (values["category_id"], values["source_id"]):
                 removed.append((old["category_id"], old["source_id"]))
                 added.append((values["category_id"], values["source_id"]))
@@ -244,10 +265,19 @@ class Articles:
                 write_new()  # the rows to delete may be among those not yet written
                 conn.execute(article_categories.delete().where(article_categories.c.article_pk == pk))
                 place(article, pk)
+            if stored_labels(old) != labels_of(article) or old["published"] != values["published"]:
+                write_new()
+                self.labels.unplace(conn, pk)
+                label(article, pk)
         write_new()
         if any(outcome != "unchanged" for outcome in outcomes):
             self.versions.changed(conn, touched_categories, touched_sources, added, removed)
+            self.versions.bump(conn, self._label_scopes({named: label_ids[named] for named in touched_labels}))
         return outcomes
+
+    @staticmethod
+    def _label_scopes(found: dict[tuple[str, str], tuple[int, str]]) -> set[str]:
+        return {label_scope(kind, slug) for (kind, _), (_, slug) in found.items()}
 
     def _ensure_categories(self, conn: Connection, paths: Iterable[tuple[str, ...]]) -> dict[tuple[str, ...], int]:
         wanted = {path[:depth] for path in paths for depth in range(1, len(path) + 1)}

@@ -90,8 +90,35 @@ article_categories = sa.Table(
 )
 
 
+# == tags and authors (labels.py) ====================================================
+# A label is a tag or an author, with its own slug (pinyin, or chosen in config), made on
+# first use like categories and sources. ``article_labels`` lists each article under each
+# of its labels, keyed like ``article_categories``: a tag's or author's feed is one index
+# range scan, newest first.
+
+labels = sa.Table(
+    "labels",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # "tag" or "author"
+    sa.Column("name", sa.String(500), nullable=False),
+    sa.Column("slug", sa.String(200), nullable=False),
+    sa.UniqueConstraint("kind", "name", name="uq_labels_kind_name"),
+    sa.UniqueConstraint("kind", "slug", name="uq_labels_kind_slug"),
+)
+
+article_labels = sa.Table(
+    "article_labels",
+    metadata,
+    sa.Column("label_id", sa.Integer, sa.ForeignKey("labels.id"), primary_key=True),
+    sa.Column("published", UTCDateTime, primary_key=True),
+    sa.Column("article_pk", sa.Integer, sa.ForeignKey("articles.pk", ondelete="CASCADE"), primary_key=True),
+    sa.Index("ix_article_labels_article", "article_pk"),
+)
+
 # == feed versions (versions.py) =====================================================
-# One row per feed scope ("all", "category:<slug path>", "source:<slug>", "hot"): bumped
+# One row per feed scope ("all", "category:<slug path>", "source:<slug>", "tag:<slug>",
+# "author:<slug>", "hot"): bumped
 # in the same transaction as any change to what its feeds show, so a rendered feed can
 # be cached under its version and never served stale (feeds/serving.py); and how many
 # articles the scope holds (a category with its descendants), kept in the same
