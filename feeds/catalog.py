@@ -14,6 +14,7 @@ from urllib.parse import quote
 from feeds.config import Settings
 from feeds.model import Article, Category, Feed, History, Item, Label, Source
 from feeds.store import Store
+from feeds.text import html_in_variant, in_variant
 
 Kind = Literal["all", "category", "source", "tag", "author", "hot"]
 LABEL_KINDS = {"tag": "标签", "author": "作者"}
@@ -169,12 +170,16 @@ class Catalog:
 
     # -- what a feed holds -------------------------------------------------------
 
-    def build(self, spec: FeedSpec, limit: int, now: datetime | None = None) -> Feed:
+    def build(self, spec: FeedSpec, limit: int, now: datetime | None = None, variant: str | None = None) -> Feed:
         """Fill ``spec`` with its newest ``limit`` items or, for a hot list, its most-read articles.
 
         A hot list always holds the top ``hot.size`` (its description says so) and ignores
         ``limit``: a feed path has one list and one time of last change, kept by
         ``Rankings.changed``; a list per ``?limit=`` would need a state per length.
+        With a ``variant`` (a key of ``text.VARIANTS``), every text is in that Traditional
+        Chinese and the language says so; guids and links stay, so an article is the same
+        item in every variant.
+
         Its ``updated`` is when the list (which articles, in which order, as they read)
         last changed, never the time of the request. Hot lists are rankings: no archive.
 
@@ -206,7 +211,7 @@ class Catalog:
             prefixes = [""] * len(articles)
             updated = max((article.changed for article in articles), default=_EPOCH)
         tz = self.settings.tz
-        return Feed(
+        feed = Feed(
             path=spec.path,
             title=spec.title,
             description=spec.description,
@@ -219,6 +224,7 @@ class Catalog:
             hubs=() if history.archived else self.hubs,  # nothing to announce: archives hold still
             history=history,
         )
+        return feed if variant is None else _in_variant(feed, variant)
 
     def _item(self, article: Article, title_prefix: str) -> Item:
         tz = self.settings.tz
@@ -261,6 +267,21 @@ def feed_address(settings: Settings, path: str) -> str:
 def hub_address(settings: Settings) -> str:
     """The URL of the service's own WebSub hub."""
     return f"{settings.site.base_url.rstrip('/')}/hub"
+
+
+def _in_variant(feed: Feed, variant: str) -> Feed:
+    def text(value: str) -> str:
+        return in_variant(value, variant)
+
+    def item(it: Item) -> Item:
+        return replace(
+            it, title=text(it.title), summary=text(it.summary), content_html=html_in_variant(it.content_html, variant),
+            author=text(it.author) if it.author else None, categories=tuple(map(text, it.categories)),
+            source=replace(it.source, name=text(it.source.name)) if it.source else None,
+        )
+
+    return replace(feed, title=text(feed.title), description=text(feed.description), publisher=text(feed.publisher),
+                   language=variant, items=tuple(map(item, feed.items)), query=f"?variant={variant}")
 
 
 def _signature(articles: list[Article]) -> str:

@@ -234,7 +234,8 @@ class Feed:
     items: tuple[Item, ...]
     hubs: tuple[str, ...] = ()
     history: History = History()
+    query: str = ""  # what its URL asks beyond the path, e.g. "?variant=zh-TW"
 
     def url(self, extension: str) -> str:
         """The feed's own canonical URL in one format, e.g. ``.../feeds/all.rss``."""
-        return f"{self.address}.{extension}"
+        return f"{self.address}.{extension}{self.query}"

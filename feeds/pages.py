@@ -22,7 +22,9 @@ from markupsafe import Markup
 
 from feeds.catalog import FeedSpec
 from feeds.model import Article, Feed
-from feeds.web import Directory, catalog, conditional, directory, feed_url, no_feed, refuse_framing, requested_limit, settings
+from feeds.text import html_in_variant
+from feeds.web import (Directory, catalog, conditional, directory, feed_url, no_feed, refuse_framing, requested_limit,
+                       requested_variant, settings)
 from feeds.writers import FORMATS
 
 bp = Blueprint("pages", __name__)
@@ -50,14 +52,7 @@ class Headline:
 @bp.get("/")
 def index() -> Response:
     found = directory()
-    body = render_template(
-        "index.html",
-        directory=found,
-        headlines=headlines(found),
-        site=settings().site,
-        explanation=EXPLANATION,
-    )
-    return conditional(body.encode("utf-8"), "text/html; charset=utf-8", None)
+    return page("index.html", None, directory=found, headlines=headlines(found))
 
 
 @bp.get("/feeds/<path:feed_path>.html")
@@ -65,16 +60,27 @@ def preview(feed_path: str) -> Response:
     spec = catalog().resolve(feed_path)
     if spec is None:
         no_feed(feed_path)
-    built = catalog().build(spec, requested_limit())
-    body = render_template(
-        "preview.html",
-        spec=spec,
-        feed=built,
-        site=settings().site,
-        explanation=EXPLANATION,
-        qr_svg=qr_svg(feed_url(spec, "rss"), f"{spec.title} 的 RSS 订阅地址二维码"),
-    )
-    return conditional(body.encode("utf-8"), "text/html; charset=utf-8", built.updated)
+    variant = requested_variant()
+    built = catalog().build(spec, requested_limit(), variant=variant)
+    qr = qr_svg(feed_url(spec, "rss", variant), f"{spec.title} 的 RSS 订阅地址二维码")
+    return page("preview.html", built.updated, spec=spec, feed=built, qr_svg=qr)
+
+
+def page(template: str, last_modified: datetime | None, **context: object) -> Response:
+    """A page for people, in the Traditional Chinese that ``?variant=`` asks for: its text converted
+    once rendered, its tags and links (slugs, URLs) left as they are."""
+    variant = requested_variant()
+    body = render_template(template, site=settings().site, explanation=EXPLANATION, language=variant, **context)
+    if variant:
+        body = html_in_variant(body, variant)
+    return conditional(body.encode("utf-8"), "text/html; charset=utf-8", last_modified)
+
+
+def variant_links() -> list[tuple[str, str, bool]]:
+    """The index's language switch: (name, URL, whether it is the one shown)."""
+    shown = requested_variant()
+    names = {None: "简体", "zh-TW": "繁體（臺灣）", "zh-HK": "繁體（香港）", "zh-Hant": "繁體"}
+    return [(name, url_for("pages.index", **({"variant": code} if code else {})), code == shown) for code, name in names.items()]
 
 
 # -- the newest headline of every feed, cheaply ---------------------------------------------
@@ -156,7 +162,8 @@ def static_url(filename: str) -> str:
 
 
 def preview_url(spec: FeedSpec) -> str:
-    return url_for("pages.preview", feed_path=spec.path)
+    variant = requested_variant()
+    return url_for("pages.preview", feed_path=spec.path, **({"variant": variant} if variant else {}))
 
 
 def local_time(moment: datetime) -> str:
@@ -167,7 +174,7 @@ def feed_urls(spec: FeedSpec | Feed) -> list[tuple[str, str, str]]:
     """(extension, label, URL) of each format, in the order the page shows them."""
     if isinstance(spec, Feed):
         return [(ext, FORMAT_LABELS.get(ext, ext), spec.url(ext)) for ext in FORMATS]
-    return [(ext, FORMAT_LABELS.get(ext, ext), feed_url(spec, ext)) for ext in FORMATS]
+    return [(ext, FORMAT_LABELS.get(ext, ext), feed_url(spec, ext, requested_variant())) for ext in FORMATS]
 
 
 def mimetype(extension: str) -> str:
@@ -211,8 +218,10 @@ def template_helpers() -> dict[str, object]:
     return {
         "static_url": static_url,
         "preview_url": preview_url,
+        "variant_links": variant_links,
         "local_time": local_time,
         "feed_urls": feed_urls,
+        "feed_url": lambda spec, extension: feed_url(spec, extension, requested_variant()),
         "feed_mimetype": mimetype,
         "feed_label": feed_label,
         "search_text": search_text,

@@ -70,20 +70,21 @@ class RenderedFeeds:
         self.settings = settings
         self.news = news
 
-    def get(self, path: str, extension: str, limit: int, encoding: str = "identity", version: int | None = None) -> Rendered | None:
-        """The feed at ``path`` in the format ``extension``, encoded; None when there is no such feed.
-        At its scope's current version, or at ``version`` when the caller read a newer one itself."""
+    def get(self, path: str, extension: str, limit: int, encoding: str = "identity", version: int | None = None,
+            variant: str | None = None) -> Rendered | None:
+        """The feed at ``path`` in the format ``extension`` (and Traditional Chinese ``variant``), encoded; None when
+        there is no such feed. At its scope's current version, or at ``version`` when the caller read a newer one itself."""
 
         def make() -> tuple[bytes, float] | None:
             spec = self.catalog.resolve(path)
             if spec is None:
                 return None
-            feed = self.catalog.build(spec, limit)
+            feed = self.catalog.build(spec, limit, variant=variant)
             with RENDER_SECONDS.labels(extension).time():
                 body = render(feed, extension)
             return body, feed.updated.timestamp()
 
-        return self.made(f"{path}.{extension}?{limit}", scope_of(path), make, encoding, version)
+        return self.made(f"{path}.{extension}?{limit}~{variant or ''}", scope_of(path), make, encoding, version)
 
     def made(self, name: str, scope: str, make: Callable[[], tuple[bytes, float] | None], encoding: str = "identity",
              version: int | None = None) -> Rendered | None:

@@ -1,11 +1,14 @@
-"""Text at the door: characters XML forbids, HTML sanitising, summaries of Chinese news, slugs; headlines cut to fit."""
+"""Text at the door: characters XML forbids, HTML sanitising, summaries of Chinese news, slugs; headlines cut to fit;
+Traditional Chinese."""
 from __future__ import annotations
 
 import hashlib
 import re
+from functools import lru_cache
 
 import lxml.html
 import nh3
+import opencc
 from lxml.etree import ParserError
 from pypinyin import lazy_pinyin
 
@@ -142,3 +145,30 @@ def slugify(name: str) -> str:
     """An ASCII slug for a Chinese name: 热点 -> redian, A股 -> agu."""
     slug = re.sub(r"[^a-z0-9]+", "-", "".join(lazy_pinyin(name)).lower()).strip("-")
     return slug or "x" + hashlib.sha1(name.encode()).hexdigest()[:8]
+
+
+# Traditional Chinese variants, as RSSHub offers them: OpenCC's configurations for Taiwan
+# (with Taiwan's words: 软件 -> 軟體), Hong Kong and plain Traditional characters.
+VARIANTS = {"zh-TW": "s2twp", "zh-HK": "s2hk", "zh-Hant": "s2t"}
+_TAG = re.compile(r"(<[^>]*>)")
+_WORDS_ATTRIBUTE = re.compile(r'(\s(?:title|alt|aria-label|placeholder|content|data-search)=")([^"]*)(")')
+
+
+@lru_cache(maxsize=None)
+def _converter(variant: str) -> opencc.OpenCC:
+    return opencc.OpenCC(VARIANTS[variant])
+
+
+def in_variant(text: str, variant: str) -> str:
+    """``text`` in the Traditional Chinese of ``variant`` (a key of ``VARIANTS``)."""
+    return _converter(variant).convert(text)
+
+
+def html_in_variant(html: str, variant: str) -> str:
+    """The text of ``html`` converted, and the attributes people read (title, alt…); tags and the
+    other attributes (a link to 中国.html) are left as they are."""
+    def words(match: re.Match[str]) -> str:
+        return match.group(1) + in_variant(match.group(2), variant) + match.group(3)
+
+    parts = _TAG.split(html)
+    return "".join(_WORDS_ATTRIBUTE.sub(words, part) if index % 2 else in_variant(part, variant) for index, part in enumerate(parts))

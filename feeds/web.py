@@ -25,6 +25,7 @@ from feeds.config import Settings
 from feeds.metrics import log_access, observe_request
 from feeds.model import Category
 from feeds.serving import ENCODINGS, etag_of
+from feeds.text import VARIANTS, in_variant
 from feeds.writers import FORMATS
 
 if TYPE_CHECKING:
@@ -59,7 +60,8 @@ def feed(feed_path: str) -> Response:
     path, dot, extension = feed_path.rpartition(".")
     if not dot or extension not in FORMATS:
         abort(404, description=f"No feed here. Feeds end in {', '.join('.' + e for e in FORMATS)}.")
-    answered = feed_answer(current_app.extensions["feeds"], request.environ, path, extension, requested_limit(path))
+    answered = feed_answer(current_app.extensions["feeds"], request.environ, path, extension, requested_limit(path),
+                           requested_variant())
     if answered is None:
         no_feed(path)
     status, headers, body = answered
@@ -67,18 +69,18 @@ def feed(feed_path: str) -> Response:
 
 
 def feed_answer(services: Services, environ: dict[str, Any], path: str, extension: str,
-                limit: int) -> tuple[int, list[tuple[str, str]], bytes] | None:
+                limit: int, variant: str | None = None) -> tuple[int, list[tuple[str, str]], bytes] | None:
     """The status, headers and body of a poll of the feed at ``path``, as they go on the wire, and the
     poll counted; None when there is no such feed. The one place that decides them: Flask's view and
     the fast path both answer with it (tests/test_fast_path.py holds them to the same bytes)."""
     encoding = negotiated_encoding(environ.get("HTTP_ACCEPT_ENCODING", ""))
-    rendered = services.feeds.get(path, extension, limit, encoding)
+    rendered = services.feeds.get(path, extension, limit, encoding, variant=variant)
     if rendered is None:
         return None
     site = services.settings
     archived = path.startswith("archive/")
     fresh, not_modified = feed_headers(
-        feed_address(site, path), extension, encoding, rendered.etag, rendered.last_modified, len(rendered.body),
+        feed_address(site, path) + "." + extension + (f"?variant={variant}" if variant else ""), extension, encoding, rendered.etag, rendered.last_modified, len(rendered.body),
         tuple(cors_headers(environ, site)), () if archived else services.catalog.hubs,
         ARCHIVE_MAX_AGE if archived else site.feeds.max_age)
     if client_has(rendered, environ):
@@ -90,13 +92,13 @@ def feed_answer(services: Services, environ: dict[str, Any], path: str, extensio
 
 
 @lru_cache(maxsize=8192)  # made once per feed version, encoding and origin: polls ask for the same all day
-def feed_headers(address: str, extension: str, encoding: str, etag: str, last_modified: float | None, length: int,
+def feed_headers(url: str, extension: str, encoding: str, etag: str, last_modified: float | None, length: int,
                  cors: tuple[tuple[str, str], ...], hubs: tuple[str, ...],
                  max_age: int) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
-    """The headers of a 200 and of a 304 of the feed at ``address`` (its URL without extension)."""
+    """The headers of a 200 and of a 304 of the feed at ``url``."""
     common = [("Vary", "Accept-Encoding"), *cors]
     if hubs:  # WebSub discovery (W3C WebSub §4): the hubs, and the one URL to subscribe to
-        links = [*(f'<{hub}>; rel="hub"' for hub in hubs), f'<{address}.{extension}>; rel="self"']
+        links = [*(f'<{hub}>; rel="hub"' for hub in hubs), f'<{url}>; rel="self"']
         common.append(("Link", ", ".join(links)))
     common += [("ETag", f'"{etag}"'), ("Cache-Control", f"public, max-age={max_age}")]
     fresh = [*common, *([("Content-Encoding", encoding)] if encoding != "identity" else ())]
@@ -160,7 +162,7 @@ class FastPolls:
 
 @bp.get("/feeds.opml", provide_automatic_options=False)
 def opml() -> Response:
-    response = conditional(opml_document(directory()), "text/x-opml; charset=utf-8", None)
+    response = conditional(opml_document(directory(), requested_variant()), "text/x-opml; charset=utf-8", None)
     response.headers.extend(cors_headers(request.environ, settings()))
     return response
 
@@ -222,9 +224,28 @@ def requested_limit(path: str = "") -> int:
         abort(400, description=str(exc))
 
 
+def requested_variant() -> str | None:
+    """``?variant=``, checked: one of ``text.VARIANTS``, or None for the site's own language."""
+    try:
+        return variant_of(request.environ.get("QUERY_STRING", ""))
+    except ValueError as exc:
+        abort(400, description=str(exc))
+
+
+def variant_of(query_string: str) -> str | None:
+    """The Traditional Chinese variant a query string asks for; ValueError naming those there are."""
+    raw = query_value(query_string, "variant")
+    if raw is None:
+        return None
+    for variant in VARIANTS:  # language tags are case-insensitive (BCP 47 §2.1.1)
+        if raw.lower() == variant.lower():
+            return variant
+    raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {raw[:40]!r}.")
+
+
 def limit_of(path: str, query_string: str, site: Settings) -> int:
     """The number of items the query string asks of the feed at ``path``; ValueError saying what is allowed."""
-    raw = limit_asked(query_string)
+    raw = query_value(query_string, "limit")
     feeds = site.feeds
     if raw is None:
         return site.hot.size if path.startswith("hot/") else feeds.default_limit
@@ -263,10 +284,10 @@ def client_has(rendered: Rendered, environ: dict[str, str]) -> bool:
 
 
 @lru_cache(maxsize=256)  # pollers ask with the same few query strings all day
-def limit_asked(query_string: str) -> str | None:
-    """The first ``limit`` of a WSGI query string, as ``request.args`` would give it."""
+def query_value(query_string: str, wanted: str) -> str | None:
+    """The first ``wanted`` of a WSGI query string, as ``request.args`` would give it."""
     text = query_string.encode("latin-1", "replace").decode("utf-8", "replace")  # WSGI hands bytes as latin-1
-    return next((value for name, value in parse_qsl(text, keep_blank_values=True, errors="replace") if name == "limit"), None)
+    return next((value for name, value in parse_qsl(text, keep_blank_values=True, errors="replace") if name == wanted), None)
 
 
 @lru_cache(maxsize=64)  # polls repeat a handful of Accept-Encoding values all day
@@ -327,16 +348,17 @@ def _tree(cat: Catalog, categories: list[Category], parent: tuple[str, ...]) -> 
     return tuple(CategoryNode(cat.for_category(c), _tree(cat, categories, c.names)) for c in children)
 
 
-def feed_url(spec: FeedSpec, extension: str) -> str:
-    return feed_url_of(spec.path, extension)
+def feed_url(spec: FeedSpec, extension: str, variant: str | None = None) -> str:
+    return feed_url_of(spec.path, extension) + (f"?variant={variant}" if variant else "")
 
 
 def feed_url_of(path: str, extension: str) -> str:
     return f"{feed_address(settings(), path)}.{extension}"
 
 
-def opml_document(found: Directory) -> bytes:
-    """OPML 2.0: every feed, grouped by kind, categories as a tree, so a reader subscribes in one step."""
+def opml_document(found: Directory, variant: str | None = None) -> bytes:
+    """OPML 2.0: every feed, grouped by kind, categories as a tree, so a reader subscribes in one step;
+    with a ``variant``, every name in that Traditional Chinese and every feed in it."""
     site = settings().site
     root = etree.Element("opml", version="2.0")
     head = etree.SubElement(root, "head")
@@ -347,7 +369,7 @@ def opml_document(found: Directory) -> bytes:
     def feed_outline(parent: etree._Element, spec: FeedSpec) -> None:
         etree.SubElement(
             parent, "outline", type="rss", text=spec.title, title=spec.title,
-            xmlUrl=feed_url(spec, "rss"), htmlUrl=site.link,
+            xmlUrl=feed_url(spec, "rss", variant), htmlUrl=site.link,
         )
 
     def group(title: str) -> etree._Element:
@@ -378,4 +400,11 @@ def opml_document(found: Directory) -> bytes:
                 labelled = group(title)
                 for spec in specs:
                     feed_outline(labelled, spec)
+    if variant:
+        for element in root.iter():
+            if element.text:
+                element.text = in_variant(element.text, variant)
+            for name in ("text", "title"):
+                if element.get(name):
+                    element.set(name, in_variant(element.get(name), variant))
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)

@@ -136,7 +136,8 @@ class Distributor:
 
     def _deliver(self, owed: Owed) -> Sent:
         topic = parse_topic(owed.topic, self.settings)
-        rendered = None if topic is None else self.feeds.get(topic.path, topic.extension, topic.limit, version=owed.version)
+        rendered = None if topic is None else self.feeds.get(topic.path, topic.extension, topic.limit, version=owed.version,
+                                                                 variant=topic.variant)
         if topic is None or rendered is None:  # the feed is gone: nothing to send
             return Sent(owed, "unchanged")
         if rendered.etag == owed.delivered_etag:
