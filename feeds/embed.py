@@ -24,7 +24,7 @@ from feeds.config import Settings
 from feeds.model import Feed
 from feeds.pages import feed_label
 from feeds.serving import etag_of, scope_of
-from feeds.text import clip
+from feeds.text import VARIANTS, clip, html_in_variant
 from feeds.web import answer, catalog, cors_headers, negotiated_encoding, settings
 
 bp = Blueprint("embed", __name__)
@@ -34,7 +34,7 @@ bp = Blueprint("embed", __name__)
 TITLE_COLUMNS = 56
 SUMMARY_COLUMNS = 80
 THEMES = ("light", "dark", "auto")
-LATEST_KINDS = ("all", "category", "source")
+LATEST_KINDS = ("all", "category", "source", "tag", "author")
 SCRIPT = Path(__file__).parent / "static" / "embed.js"
 
 
@@ -85,8 +85,7 @@ def embed_options(kind: str, args: MultiDict[str, str], site: Settings) -> Embed
     if not (raw_limit.isascii() and raw_limit.isdigit()) or not 1 <= int(raw_limit) <= most:
         raise ValueError(f"limit must be a whole number from 1 to {most}, got {raw_limit[:100]!r}.")
     common = {"limit": int(raw_limit), "theme": one_of("theme", THEMES, "auto"),
-              # Only the site's own form of Chinese so far; another is added here and drawn in box_page.
-              "variant": one_of("variant", (site.site.language,), site.site.language)}
+              "variant": one_of("variant", (site.site.language, *VARIANTS), site.site.language)}
     if kind == "hot":
         category = args.get("category", "").strip("/")
         return EmbedOptions("hot", window=one_of("window", windows, windows[0]), category=category, **common)
@@ -94,7 +93,7 @@ def embed_options(kind: str, args: MultiDict[str, str], site: Settings) -> Embed
     if not feed:
         raise ValueError("feed is missing: name a feed such as all, category/redian or source/xinhuashe.")
     if feed.partition("/")[0] not in LATEST_KINDS:
-        raise ValueError(f"feed must be all, category/<slug path> or source/<slug>, got {feed[:100]!r}.")
+        raise ValueError(f"feed must be all, category/<slug path>, source/<slug>, tag/<slug> or author/<slug>, got {feed[:100]!r}.")
     return EmbedOptions("latest", feed=feed, **common)
 
 
@@ -135,6 +134,8 @@ def box_page(options: EmbedOptions) -> tuple[bytes, float] | None:
         refresh_seconds=site.embed.refresh_seconds,
         lines=lines,
     )
+    if options.variant in VARIANTS:
+        body = html_in_variant(body, options.variant)
     return body.encode("utf-8"), max(tab.feed.updated for tab in tabs).timestamp()
 
 

@@ -112,3 +112,14 @@ def test_pages_and_opml_in_a_variant(client):
     urls = [o.get("xmlUrl") for o in opml.iter("outline") if o.get("xmlUrl")]
     assert urls and all(url.endswith(".rss?variant=zh-Hant") for url in urls)
     assert "熱點" in {o.get("text") for o in opml.iter("outline")}
+
+
+def test_embedded_boxes_in_a_variant(client):
+    from lxml import etree
+
+    box = client.get("/embed/latest?feed=tag/ruanjian&variant=zh-TW")
+    assert box.status_code == 200
+    html = etree.HTML(box.data)
+    assert html.get("lang") == "zh-TW"
+    assert "國內軟體企業釋出新版本" in "".join(html.itertext())
+    assert client.get("/embed/hot?variant=zh-XX").status_code == 400
