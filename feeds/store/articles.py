@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from feeds.model import Article, Category, Label, Source
-from feeds.store.database import Database, chunks, storable
+from feeds.store.database import Database, chunks, free_slug, storable
 from feeds.store.labels import Labels, label_scope, labels_of, stored_labels
 from feeds.store.schema import article_categories, article_labels, articles, categories, reads_daily, reads_hourly, reads_minutely, sources
 from feeds.store.versions import FeedVersions, Membership, category_scope, source_scope
@@ -290,7 +290,7 @@ class Articles:
                 continue
             parent = known[path[:-1]] if len(path) > 1 else None
             slug = self._category_slugs.get("/".join(path)) or self._category_slugs.get(path[-1]) or slugify(path[-1])
-            slug_path = self._free(conn, categories.c.slug_path, f"{parent[1]}/{slug}" if parent else slug)
+            slug_path = free_slug(conn, categories.c.slug_path, f"{parent[1]}/{slug}" if parent else slug)
             category_id = conn.execute(
                 categories.insert().values(parent_id=parent[0] if parent else None, path="/".join(path), slug_path=slug_path)
             ).inserted_primary_key[0]
@@ -311,18 +311,9 @@ class Articles:
                     conn.execute(sources.update().where(sources.c.id == row.id).values(url=url))
         for name, source in latest.items():
             if name not in known:
-                slug = self._free(conn, sources.c.slug, self._source_slugs.get(name) or slugify(name))
+                slug = free_slug(conn, sources.c.slug, self._source_slugs.get(name) or slugify(name))
                 known[name] = conn.execute(sources.insert().values(name=name, slug=slug, url=source.url)).inserted_primary_key[0]
         return known
-
-    @staticmethod
-    def _free(conn: Connection, column: sa.Column, wanted: str) -> str:
-        """``wanted``, or ``wanted-2``, ``wanted-3``… when two names spell the same slug."""
-        candidate, number = wanted, 1
-        while conn.scalar(sa.select(sa.func.count()).where(column == candidate)):
-            number += 1
-            candidate = f"{wanted}-{number}"
-        return candidate
 
     @staticmethod
     def _rows_by_id(conn: Connection, ids: set[str]) -> Iterator[Any]:

@@ -163,3 +163,12 @@ def _engine(url: str) -> Engine:
 def _is_connection_error(exc: sa.exc.DBAPIError) -> bool:
     text = str(exc.orig).lower()
     return any(word in text for word in ("connection", "could not connect", "server closed", "terminating", "unable to open"))
+
+
+def free_slug(conn: Connection, column: sa.Column, wanted: str, *among: Any) -> str:
+    """``wanted``, or ``wanted-2``, ``wanted-3``… when two names spell the same slug (``among``: rows of one kind)."""
+    candidate, number = wanted, 1
+    while conn.scalar(sa.select(sa.func.count()).where(column == candidate, *among)):
+        number += 1
+        candidate = f"{wanted}-{number}"
+    return candidate

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from feeds.model import Article, Label
-from feeds.store.database import Database, chunks, storable
+from feeds.store.database import Database, chunks, free_slug, storable
 from feeds.store.schema import article_labels, labels
 from feeds.text import slugify
 
@@ -83,7 +83,7 @@ class Labels:
                 known.update(((kind, row.name), (row.id, row.slug)) for row in conn.execute(query))
             for name in names:
                 if (kind, name) not in known:
-                    slug = self._free(conn, kind, self._slugs.get(kind, {}).get(name) or slugify(name))
+                    slug = free_slug(conn, labels.c.slug, self._slugs.get(kind, {}).get(name) or slugify(name), labels.c.kind == kind)
                     label_id = conn.execute(labels.insert().values(kind=kind, name=name, slug=slug)).inserted_primary_key[0]
                     known[(kind, name)] = (label_id, slug)
         return known
@@ -97,14 +97,6 @@ class Labels:
     @staticmethod
     def unplace(conn: Connection, pk: int) -> None:
         conn.execute(article_labels.delete().where(article_labels.c.article_pk == pk))
-
-    @staticmethod
-    def _free(conn: Connection, kind: str, wanted: str) -> str:
-        candidate, number = wanted, 1
-        while conn.scalar(sa.select(sa.func.count()).where(labels.c.kind == kind, labels.c.slug == candidate)):
-            number += 1
-            candidate = f"{wanted}-{number}"
-        return candidate
 
 
 def labels_of(article: Article) -> set[Named]:

@@ -29,7 +29,7 @@ def upgrade() -> None:
         sa.UniqueConstraint('kind', 'name', name='uq_labels_kind_name'),
         sa.UniqueConstraint('kind', 'slug', name='uq_labels_kind_slug'),
     )
-    article_labels = op.create_table(
+    op.create_table(
         'article_labels',
         sa.Column('label_id', sa.Integer(), nullable=False),
         sa.Column('published', UTCDateTime(), nullable=False),
