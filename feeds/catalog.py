@@ -9,17 +9,19 @@ import hashlib
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Literal
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from feeds.config import Settings
 from feeds.model import Article, Category, Feed, History, Item, Label, Source
 from feeds.store import Store
 from feeds.text import html_in_variant, in_variant
 
-Kind = Literal["all", "category", "source", "tag", "author", "hot"]
+Kind = Literal["all", "category", "source", "tag", "author", "search", "hot"]
 LABEL_KINDS = {"tag": "标签", "author": "作者"}
 WINDOW_NAMES = {"daily": "日榜", "weekly": "周榜", "monthly": "月榜"}
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+MAX_QUERY_CHARS = 100
+MAX_TERMS = 10
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class FeedSpec:
     category: Category | None = None
     source: Source | None = None
     label: Label | None = None
+    terms: tuple[str, ...] = ()  # a keyword feed's, lower-cased
     window: str | None = None
     page: int | None = None  # an archive page (RFC 5005) of the feed, counted from the oldest
 
@@ -81,6 +84,11 @@ class Catalog:
             label=label,
         )
 
+    def search(self, terms: tuple[str, ...]) -> FeedSpec:
+        query = " ".join(terms)
+        site = self.settings.site.title
+        return FeedSpec(f"search/{query}", "search", f"{site} · 搜索:{query}", f"{site}含有「{query}」的最新文章", terms=terms)
+
     def hot(self, window: str, category: Category | None = None) -> FeedSpec:
         label = self.window_label(window)
         if category is None:
@@ -125,7 +133,7 @@ class Catalog:
     def archive_pages(self, spec: FeedSpec) -> int:
         """How many full archive pages ``spec`` has; the partial newest run is only in the feed itself.
         A tag's or an author's feed has none: it is the newest of a topic, not a record of the site."""
-        if spec.label is not None:
+        if spec.label is not None or spec.terms:
             return 0
         total, _ = self.store.articles.archive(self.archive_size, None, spec.category, spec.source)
         return total // self.archive_size
@@ -154,6 +162,11 @@ class Catalog:
         if kind == "source" and rest and "/" not in rest:
             source = self.store.articles.source(rest)
             return self.for_source(source) if source else None
+        if kind == "search" and rest:
+            try:
+                return self.search(search_terms(rest))
+            except ValueError:
+                return None
         if kind in LABEL_KINDS and rest and "/" not in rest:
             label = self.store.labels.get(kind, rest)
             return self.for_label(label) if label else None
@@ -205,18 +218,23 @@ class Catalog:
                     next_archive=self._archive_address(current, spec.page + 1) if spec.page < total // self.archive_size else None,
                 )
             else:
-                articles = self.store.articles.newest(limit, category=spec.category, source=spec.source, label=spec.label)
+                if spec.terms:
+                    articles = self.store.search.newest(spec.terms, limit)
+                else:
+                    articles = self.store.articles.newest(limit, category=spec.category, source=spec.source, label=spec.label)
                 pages = self.archive_pages(spec)
                 history = History(prev_archive=self._archive_address(spec, pages) if pages else None)
             prefixes = [""] * len(articles)
             updated = max((article.changed for article in articles), default=_EPOCH)
         tz = self.settings.tz
+        published_path, query = public_path(spec.path, variant)
         feed = Feed(
             path=spec.path,
             title=spec.title,
             description=spec.description,
             publisher=self.settings.site.title,
-            address=self._address(spec.path),
+            address=self._address(published_path),
+            query=query,
             link=self.settings.site.link,
             language=self.settings.site.language,
             updated=updated.astimezone(tz),
@@ -264,6 +282,37 @@ def feed_address(settings: Settings, path: str) -> str:
     return f"{settings.site.base_url.rstrip('/')}/feeds/{path}"
 
 
+def feed_url(settings: Settings, path: str, extension: str, variant: str | None = None) -> str:
+    """The URL of the feed at ``path`` (a keyword feed's terms included) in one format and variant."""
+    published_path, query = public_path(path, variant)
+    return f"{feed_address(settings, published_path)}.{extension}{query}"
+
+
+def public_path(path: str, variant: str | None = None) -> tuple[str, str]:
+    """Where the feed at ``path`` is published below ``/feeds/`` and its query string ("" or "?…"):
+    a keyword feed ``search/工会 职工`` is ``search`` with ``?q=工会+职工``."""
+    query = {}
+    if path.startswith("search/"):
+        path, query["q"] = "search", path.removeprefix("search/")
+    if variant:
+        query["variant"] = variant
+    return path, "?" + urlencode(query) if query else ""
+
+
+def search_terms(raw: str) -> tuple[str, ...]:
+    """The terms of a keyword query: split at whitespace, lower-cased, characters that cannot be
+    in a text dropped; ValueError saying what is wrong. The query is text, never syntax."""
+    if len(raw) > MAX_QUERY_CHARS:
+        raise ValueError(f"q is at most {MAX_QUERY_CHARS} characters, got {len(raw)}.")
+    terms = tuple(dict.fromkeys(term for term in ("".join(c for c in word if c.isprintable()).lower()
+                                                  for word in raw.split()) if term))
+    if not terms:
+        raise ValueError("q is empty: give one or more words to search for, separated by spaces.")
+    if len(terms) > MAX_TERMS:
+        raise ValueError(f"q has at most {MAX_TERMS} words, got {len(terms)}.")
+    return terms
+
+
 def hub_address(settings: Settings) -> str:
     """The URL of the service's own WebSub hub."""
     return f"{settings.site.base_url.rstrip('/')}/hub"
@@ -281,7 +330,7 @@ def _in_variant(feed: Feed, variant: str) -> Feed:
         )
 
     return replace(feed, title=text(feed.title), description=text(feed.description), publisher=text(feed.publisher),
-                   language=variant, items=tuple(map(item, feed.items)), query=f"?variant={variant}")
+                   language=variant, items=tuple(map(item, feed.items)))
 
 
 def _signature(articles: list[Article]) -> str:

@@ -24,7 +24,7 @@ from feeds.catalog import FeedSpec
 from feeds.model import Article, Feed
 from feeds.text import html_in_variant
 from feeds.web import (Directory, catalog, conditional, directory, feed_url, no_feed, refuse_framing, requested_limit,
-                       requested_variant, settings)
+                       requested_path, requested_variant, settings)
 from feeds.writers import FORMATS
 
 bp = Blueprint("pages", __name__)
@@ -57,7 +57,7 @@ def index() -> Response:
 
 @bp.get("/feeds/<path:feed_path>.html")
 def preview(feed_path: str) -> Response:
-    spec = catalog().resolve(feed_path)
+    spec = catalog().resolve(requested_path(feed_path))
     if spec is None:
         no_feed(feed_path)
     variant = requested_variant()

@@ -34,6 +34,8 @@ def scope_of(path: str) -> str:
     kind, _, rest = path.partition("/")
     if kind == "archive":
         return scope_of(rest.rpartition("/")[0])
+    if kind == "search":  # a keyword feed searches everything
+        return "all"
     return "hot" if kind == "hot" else f"{kind}:{rest}" if rest else kind
 
 

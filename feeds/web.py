@@ -20,7 +20,8 @@ from lxml import etree
 from werkzeug.http import http_date, parse_accept_header, parse_date, parse_etags
 
 from feeds.cache import Rendered
-from feeds.catalog import Catalog, FeedSpec, feed_address
+from feeds.catalog import Catalog, FeedSpec, search_terms
+from feeds.catalog import feed_url as catalog_feed_url
 from feeds.config import Settings
 from feeds.metrics import log_access, observe_request
 from feeds.model import Category
@@ -60,6 +61,7 @@ def feed(feed_path: str) -> Response:
     path, dot, extension = feed_path.rpartition(".")
     if not dot or extension not in FORMATS:
         abort(404, description=f"No feed here. Feeds end in {', '.join('.' + e for e in FORMATS)}.")
+    path = requested_path(path)
     answered = feed_answer(current_app.extensions["feeds"], request.environ, path, extension, requested_limit(path),
                            requested_variant())
     if answered is None:
@@ -80,14 +82,15 @@ def feed_answer(services: Services, environ: dict[str, Any], path: str, extensio
     site = services.settings
     archived = path.startswith("archive/")
     fresh, not_modified = feed_headers(
-        feed_address(site, path) + "." + extension + (f"?variant={variant}" if variant else ""), extension, encoding, rendered.etag, rendered.last_modified, len(rendered.body),
+        catalog_feed_url(site, path, extension, variant), extension, encoding, rendered.etag, rendered.last_modified, len(rendered.body),
         tuple(cors_headers(environ, site)), () if archived else services.catalog.hubs,
         ARCHIVE_MAX_AGE if archived else site.feeds.max_age)
     if client_has(rendered, environ):
         status, headers, body = 304, not_modified, b""
     else:
         status, headers, body = 200, fresh, rendered.body
-    services.stats.record(path, environ.get("REMOTE_ADDR", ""), environ.get("HTTP_USER_AGENT", ""), status)
+    # Keyword feeds are counted as one: their paths are anyone's text.
+    services.stats.record("search" if path.startswith("search/") else path, environ.get("REMOTE_ADDR", ""), environ.get("HTTP_USER_AGENT", ""), status)
     return status, list(headers), body  # a copy: a WSGI layer outside may add to the list it is given
 
 
@@ -224,6 +227,30 @@ def requested_limit(path: str = "") -> int:
         abort(400, description=str(exc))
 
 
+def requested_path(path: str) -> str:
+    """The feed a URL's path and query name: ``search`` with ``?q=`` is the keyword feed ``search/<terms>``."""
+    try:
+        found = feed_path_of(path, request.environ.get("QUERY_STRING", ""))
+    except ValueError as exc:
+        abort(400, description=str(exc))
+    if found is None:
+        no_feed(path)
+    return found
+
+
+def feed_path_of(path: str, query_string: str) -> str | None:
+    """The catalog's path of the feed at ``/feeds/<path>.<ext>?<query_string>``, None for a path that is
+    no feed's; ValueError for a bad ``q``."""
+    if path.startswith("search/"):  # keyword feeds have one URL, with ?q=
+        return None
+    if path != "search":
+        return path
+    raw = query_value(query_string, "q")
+    if raw is None:
+        raise ValueError("q is missing: /feeds/search.rss?q=工会 gives the newest articles with 工会 in them.")
+    return "search/" + " ".join(search_terms(raw))
+
+
 def requested_variant() -> str | None:
     """``?variant=``, checked: one of ``text.VARIANTS``, or None for the site's own language."""
     try:
@@ -349,11 +376,7 @@ def _tree(cat: Catalog, categories: list[Category], parent: tuple[str, ...]) -> 
 
 
 def feed_url(spec: FeedSpec, extension: str, variant: str | None = None) -> str:
-    return feed_url_of(spec.path, extension) + (f"?variant={variant}" if variant else "")
-
-
-def feed_url_of(path: str, extension: str) -> str:
-    return f"{feed_address(settings(), path)}.{extension}"
+    return catalog_feed_url(settings(), spec.path, extension, variant)
 
 
 def opml_document(found: Directory, variant: str | None = None) -> bytes:

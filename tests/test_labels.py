@@ -147,6 +147,7 @@ def test_migration_lists_the_articles_already_stored(database_url):
     with store.db.engine.begin() as conn:  # as a database of the revision before labels
         conn.execute(sa.text("DROP TABLE article_labels"))
         conn.execute(sa.text("DROP TABLE labels"))
+        conn.execute(sa.text("DROP TABLE article_search"))
         conn.execute(sa.text("UPDATE alembic_version SET version_num = '0003'"))
     store.close()
     store = Store(database_url)

@@ -7,6 +7,8 @@ narrow face and a module of its own:
   pages, categories and sources;
 - ``store.labels`` (``labels.py``): tags and authors, each listing its articles, kept by
   the article upserts;
+- ``store.search`` (``search.py``): keyword search through an index of each article's
+  characters and pairs of characters, kept by the article upserts;
 - ``store.versions`` (``versions.py``): each feed scope's version and article count, moved
   in every write's transaction, and the trust a process puts in a version it read;
 - ``store.reads`` (``reads.py``) and ``store.rankings`` (``rankings.py``): read events in
@@ -27,6 +29,7 @@ from collections.abc import Callable
 from feeds.store.articles import Articles, Outcome
 from feeds.store.database import Database
 from feeds.store.labels import Labels
+from feeds.store.search import Search
 from feeds.store.polls import PollStats
 from feeds.store.rankings import Rankings
 from feeds.store.reads import Reads
@@ -53,7 +56,8 @@ class Store:
         self.db = Database(url)
         self.versions = FeedVersions(self.db, recheck_seconds)
         self.labels = Labels(self.db, label_slugs)
-        self.articles = Articles(self.db, self.versions, self.labels, category_slugs, source_slugs)
+        self.search = Search(self.db)
+        self.articles = Articles(self.db, self.versions, self.labels, self.search, category_slugs, source_slugs)
         self.reads = Reads(self.db)
         self.rankings = Rankings(self.db)
         self.polls = PollStats(self.db)

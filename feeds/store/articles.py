@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 
 from feeds.model import Article, Category, Label, Source
 from feeds.store.database import Database, chunks, free_slug, storable
+from feeds.store.search import Search
 from feeds.store.labels import Labels, label_scope, labels_of, stored_labels
 from feeds.store.schema import article_categories, article_labels, articles, categories, reads_daily, reads_hourly, reads_minutely, sources
 from feeds.store.versions import FeedVersions, Membership, category_scope, source_scope
@@ -29,11 +30,12 @@ _COMPARED = ("url", "title", "summary", "content", "author", "source_id", "categ
 class Articles:
     """The articles of one database, each in its category (and every ancestor's feed) and source."""
 
-    def __init__(self, db: Database, versions: FeedVersions, labels: Labels, category_slugs: dict[str, str] | None = None,
+    def __init__(self, db: Database, versions: FeedVersions, labels: Labels, search: Search, category_slugs: dict[str, str] | None = None,
                  source_slugs: dict[str, str] | None = None):
         self.db = db
         self.versions = versions
         self.labels = labels
+        self.search = search
         self._category_slugs = category_slugs or {}
         self._source_slugs = source_slugs or {}
 
@@ -60,6 +62,7 @@ class Articles:
             pk = row.pk
             self.versions.changed(conn, {row.category_id}, {row.source_id}, added=[], removed=[(row.category_id, row.source_id)])
             self.versions.bump(conn, self._label_scopes(self.labels.ensure(conn, stored_labels(row._asdict()))))
+            self.search.unindex(conn, [pk])
             for table in (article_categories, article_labels, reads_minutely, reads_hourly, reads_daily):
                 conn.execute(table.delete().where(table.c.article_pk == pk))
             conn.execute(articles.delete().where(articles.c.pk == pk))
@@ -192,6 +195,7 @@ class Articles:
         new: dict[str, tuple[dict[str, Any], Article]] = {}
         closure: list[dict[str, Any]] = []
         labelled: list[dict[str, Any]] = []
+        indexed: list[tuple[int, Article]] = []  # what keyword search must find anew
 
         def label(article: Article, pk: int) -> None:
             labelled.extend(
@@ -212,6 +216,7 @@ class Articles:
                     existing[article.id] = {**values, "pk": pk}
                     place(article, pk)
                     label(article, pk)
+                    indexed.append((pk, article))
                 new.clear()
             if closure:
                 conn.execute(article_categories.insert(), closure)
@@ -259,6 +264,8 @@ class Articles:
                 removed.append((old["category_id"], old["source_id"]))
                 added.append((values["category_id"], values["source_id"]))
             conn.execute(articles.update().where(articles.c.pk == pk).values(values))
+            if any(old[key] != values[key] for key in ("title", "summary", "content")):
+                indexed.append((pk, article))
             outcomes.append("updated")
             existing[article.id] = {**values, "pk": pk}
             if old["category_id"] != values["category_id"] or old["published"] != values["published"]:
@@ -270,6 +277,7 @@ class Articles:
                 self.labels.unplace(conn, pk)
                 label(article, pk)
         write_new()
+        self.search.index(conn, indexed)
         if any(outcome != "unchanged" for outcome in outcomes):
             self.versions.changed(conn, touched_categories, touched_sources, added, removed)
             self.versions.bump(conn, self._label_scopes({named: label_ids[named] for named in touched_labels}))

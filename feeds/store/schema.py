@@ -116,6 +116,31 @@ article_labels = sa.Table(
     sa.Index("ix_article_labels_article", "article_pk"),
 )
 
+
+# == keyword search (search.py) ======================================================
+# The grams of each article's title, summary and text (search.py says why grams): in an
+# FTS5 table on SQLite (rowid = article pk), in a tsvector with a GIN index on PostgreSQL.
+# Neither is a table SQLAlchemy's metadata describes, so they are made by statements of
+# their own, with the rest of the schema.
+
+SEARCH_TABLES = {
+    "sqlite": ["CREATE VIRTUAL TABLE article_search USING fts5(grams, detail=none)"],
+    "postgresql": [
+        "CREATE TABLE article_search (article_pk INTEGER PRIMARY KEY REFERENCES articles (pk) ON DELETE CASCADE, "
+        "grams TSVECTOR NOT NULL)",
+        "CREATE INDEX ix_article_search_grams ON article_search USING gin (grams)",
+    ],
+}
+
+
+def create_search_tables(connection: Any) -> None:
+    for statement in SEARCH_TABLES[connection.dialect.name]:
+        connection.exec_driver_sql(statement)
+
+
+sa.event.listen(metadata, "after_create", lambda target, connection, **kw: create_search_tables(connection))
+
+
 # == feed versions (versions.py) =====================================================
 # One row per feed scope ("all", "category:<slug path>", "source:<slug>", "tag:<slug>",
 # "author:<slug>", "hot"): bumped

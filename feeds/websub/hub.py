@@ -20,7 +20,7 @@ from feeds.config import Settings
 from feeds.model import Intent
 from feeds.serving import scope_of
 from feeds.store.subscriptions import LimitReached
-from feeds.web import limit_of, variant_of
+from feeds.web import feed_path_of, limit_of, variant_of
 from feeds.websub.outbound import Refused, check_url, networks
 from feeds.writers import FORMATS
 
@@ -52,9 +52,12 @@ def parse_topic(url: str, settings: Settings) -> Topic | None:
     path, dot, extension = parts.path[len(prefix):].rpartition(".")
     if not dot or extension not in FORMATS or not path or path.startswith("archive/"):
         return None
-    if any(name not in ("limit", "variant") for name, _ in parse_qsl(parts.query, keep_blank_values=True)):
+    if any(name not in ("limit", "variant", "q") for name, _ in parse_qsl(parts.query, keep_blank_values=True)):
         return None
     try:
+        path = feed_path_of(path, parts.query)
+        if path is None:
+            return None
         return Topic(url, path, extension, limit_of(path, parts.query, settings), variant_of(parts.query))
     except ValueError:
         return None

@@ -1,0 +1,175 @@
+"""Keyword feeds: /feeds/search.{rss,atom,json}?q=, checked against a brute-force scan of every article."""
+from __future__ import annotations
+
+import json
+import random
+from datetime import datetime, timedelta
+
+import feedparser
+import pytest
+
+from feeds import create_app
+from feeds.text import html_lines
+from feeds.websub.hub import parse_topic
+from tests.conftest import article, make_settings
+
+AUTH = {"Authorization": "Bearer s3cret"}
+WORDS = ["全国总工会", "工会", "西藏工匠", "工匠精神", "纺织", "经济", "国内", "国际", "市场", "新华社", "记者", "发布",
+         "会议", "中国", "上海", "香港", "台湾", "软件", "AI", "Apple", "iPhone", "GDP", "5G", "100%", "C++", "a_b"]
+
+
+def generated(count: int, seed: int = 7) -> list[dict]:
+    rng = random.Random(seed)
+    start = datetime(2024, 1, 1, 8, 0, 0)
+
+    def text(n: int) -> str:
+        return "".join(rng.choice(WORDS) + rng.choice(["", "，", "。", " ", "的"]) for _ in range(n))
+
+    return [
+        article(id=f"g{i}", url=f"https://news.example.cn/g{i}.html", title=text(4), summary=text(6),
+                content=f"<p>{text(10)}</p><p>{text(8)}</p>", tags=None, author=None,
+                published=(start + timedelta(minutes=rng.randrange(60 * 24 * 30))).strftime("%Y-%m-%d %H:%M:%S"))
+        for i in range(count)
+    ]
+
+
+@pytest.fixture
+def searched(database_url):
+    app = create_app(make_settings(database_url, api={"token": "s3cret"}))
+    app.config["TESTING"] = True
+    client = app.test_client()
+    response = client.post("/api/articles", json=generated(300), headers=AUTH)
+    assert response.status_code in (200, 201), response.data
+    yield app, client
+    app.extensions["feeds"].store.close()
+
+
+def brute_force(app, terms: list[str], limit: int) -> list[str]:
+    """The ids a reader expects: every term (case aside for Latin letters) in the title, summary or text."""
+    everything = app.extensions["feeds"].store.articles.newest(100_000)
+    found = []
+    for a in everything:
+        fields = [a.title.lower(), a.summary.lower(), "\n".join(html_lines(a.content)).lower()]
+        if all(any(term.lower() in field for field in fields) for term in terms):
+            found.append(a.id)
+    return found[:limit]
+
+
+def search_ids(client, query: str, limit: int = 100) -> list[str]:
+    response = client.get("/feeds/search.json", query_string={"q": query, "limit": limit})
+    assert response.status_code == 200, response.data
+    guid_prefix = client.application.extensions["feeds"].settings.site.guid_prefix
+    return [item["id"].removeprefix(guid_prefix) for item in json.loads(response.data)["items"]]
+
+
+def test_every_query_finds_exactly_what_a_scan_finds(searched):
+    app, client = searched
+    rng = random.Random(11)
+    queries = ["工会", "工匠", "全国总工会", "会议 工会", "藏工", "apple", "IPHONE gdp", "会", "国", "5g 100%", "c++", "a_b",
+               "工会的", "。", "不存在的词"]
+    for _ in range(40):  # substrings of words, and across neighbouring words
+        terms = []
+        for _ in range(rng.choice([1, 2, 2, 3])):
+            word = "".join(rng.sample(WORDS, 2))
+            start = rng.randrange(len(word))
+            terms.append(word[start:start + rng.choice([1, 2, 3, 4])])
+        queries.append(" ".join(terms))
+    for query in queries:
+        assert search_ids(client, query) == brute_force(app, query.split(), 100), query
+
+
+@pytest.mark.parametrize("query", ['"工会"', "工会 OR 纺织", "工会 NEAR 纺织", "工*", "%", "_", "\\", "工会\\", "(工会)",
+                                   "工会)", "'; DROP TABLE articles; --", "工\x00会", "NOT 工会", "^工会", "工会:纺织", "{工会}"])
+def test_a_query_is_text_never_syntax(searched, query):
+    app, client = searched
+    response = client.get("/feeds/search.rss", query_string={"q": query})
+    assert response.status_code == 200, response.data
+    assert feedparser.parse(response.data).bozo == 0
+    cleaned = ["".join(c for c in word if c.isprintable()) for word in query.split()]
+    assert search_ids(client, query) == brute_force(app, [t for t in cleaned if t], 100)
+
+
+@pytest.mark.parametrize("query, message", [("", "q is empty"), ("   ", "q is empty"), ("\x00", "q is empty"),
+                                            ("工" * 101, "at most 100 characters"), (" ".join("abcdefghijk"), "at most 10 words")])
+def test_an_empty_or_overlong_query_is_a_400(searched, query, message):
+    _, client = searched
+    response = client.get("/feeds/search.atom", query_string={"q": query})
+    assert response.status_code == 400
+    assert message in response.get_data(as_text=True)
+
+
+def test_no_query_and_other_paths(searched):
+    _, client = searched
+    assert client.get("/feeds/search.rss").status_code == 400
+    assert client.get("/feeds/search/工会.rss").status_code == 404
+    assert client.get("/feeds/archive/search/1.rss?q=工会").status_code == 404
+
+
+def test_the_keyword_feed_in_every_format_and_page(searched):
+    _, client = searched
+    rss = client.get("/feeds/search.rss?q=工会 会议&limit=5")
+    parsed = feedparser.parse(rss.data)
+    assert parsed.bozo == 0 and len(parsed.entries) == 5
+    assert parsed.feed.title.endswith("搜索:工会 会议")
+    self_link = next(link.href for link in parsed.feed.links if link.rel == "self")
+    assert self_link == "http://feeds.test/feeds/search.rss?q=%E5%B7%A5%E4%BC%9A+%E4%BC%9A%E8%AE%AE"
+    assert f"<{self_link}>; rel=\"self\"" in rss.headers["Link"]
+    atom = feedparser.parse(client.get("/feeds/search.atom?q=工会").data)
+    assert atom.bozo == 0 and atom.entries
+    preview = client.get("/feeds/search.html?q=工会")
+    assert preview.status_code == 200 and "工会" in preview.get_data(as_text=True)
+    taiwan = feedparser.parse(client.get("/feeds/search.rss?q=工会&variant=zh-TW").data)
+    assert taiwan.feed.language == "zh-TW" and "工會" in taiwan.entries[0].title
+
+
+def test_cached_like_every_feed_and_a_write_shows_at_once(searched):
+    _, client = searched
+    first = client.get("/feeds/search.rss?q=独一无二")
+    assert feedparser.parse(first.data).entries == []
+    assert client.get("/feeds/search.rss?q=独一无二", headers={"If-None-Match": first.headers["ETag"]}).status_code == 304
+    new = article(id="new", url="https://news.example.cn/new.html", title="独一无二的新闻", published="2024-03-01 08:00:00")
+    assert client.post("/api/articles", json=new, headers=AUTH).status_code == 201
+    after = client.get("/feeds/search.rss?q=独一无二", headers={"If-None-Match": first.headers["ETag"]})
+    assert after.status_code == 200
+    assert [e.title for e in feedparser.parse(after.data).entries] == ["独一无二的新闻"]
+    assert client.post("/api/articles", json={**new, "title": "改了标题", "content": "<p>别的</p>", "summary": "别的"},
+                       headers=AUTH).status_code == 200
+    assert feedparser.parse(client.get("/feeds/search.rss?q=独一无二").data).entries == []
+    assert client.post("/api/articles", json={**new, "title": "独一无二"}, headers=AUTH).status_code == 200
+    assert client.delete("/api/articles/new", headers=AUTH).status_code == 200
+    assert feedparser.parse(client.get("/feeds/search.rss?q=独一无二").data).entries == []
+
+
+def test_a_keyword_feed_is_a_websub_topic(searched):
+    app, _ = searched
+    settings = app.extensions["feeds"].settings
+    topic = parse_topic("http://feeds.test/feeds/search.rss?q=%E5%B7%A5%E4%BC%9A&variant=zh-HK", settings)
+    assert topic is not None and topic.path == "search/工会" and topic.variant == "zh-HK"
+    assert parse_topic("http://feeds.test/feeds/search.rss?q=", settings) is None
+    assert parse_topic("http://feeds.test/feeds/search.rss", settings) is None
+
+
+def test_migration_indexes_the_articles_already_stored(database_url):
+    import sqlalchemy as sa
+
+    from feeds.store import Store
+    from feeds.validate import article_from_dict
+
+    store = Store(database_url)
+    store.migrate()
+    settings = make_settings(database_url)
+    rows = generated(1200, seed=3)  # more than one batch of the migration
+    for start in range(0, len(rows), 500):
+        store.articles.upsert([article_from_dict(row, settings) for row in rows[start:start + 500]])
+    with store.db.engine.begin() as conn:  # as a database of the revision before search
+        conn.execute(sa.text("DROP TABLE article_search"))
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0004'"))
+    store.close()
+    store = Store(database_url)
+    store.migrate()
+    try:
+        everything = store.articles.newest(100_000)
+        expected = [a.id for a in everything if any("工匠" in field for field in (a.title, a.summary, a.content))][:50]
+        assert expected and [a.id for a in store.search.newest(("工匠",), 50)] == expected
+    finally:
+        store.close()
