@@ -173,3 +173,17 @@ def test_migration_indexes_the_articles_already_stored(database_url):
         assert expected and [a.id for a in store.search.newest(("工匠",), 50)] == expected
     finally:
         store.close()
+
+
+def test_edits_and_deletions_keep_the_index_exact(searched):
+    app, client = searched
+    rows = generated(300)
+    rng = random.Random(5)
+    edited = [{**row, "title": row["summary"][:20], "summary": row["title"]} for row in rng.sample(rows, 60)]
+    twice = [{**rows[0], "id": "fresh", "url": "https://news.example.cn/fresh.html", "title": "西藏工匠"},
+             {**rows[0], "id": "fresh", "url": "https://news.example.cn/fresh.html", "title": "纺织市场"}]
+    assert client.post("/api/articles", json=edited + twice, headers=AUTH).status_code in (200, 201)
+    for row in rng.sample(rows, 40):
+        assert client.delete(f"/api/articles/{row['id']}", headers=AUTH).status_code == 200
+    for query in ["工匠", "藏工", "纺织市场", "市场 纺织", "工会 会议", "apple", "会", "gdp 5g"]:
+        assert search_ids(client, query) == brute_force(app, query.split(), 100), query

@@ -55,14 +55,15 @@ class Articles:
             return False
 
         def delete(conn: Connection) -> bool:
-            row = conn.execute(sa.select(articles.c.pk, articles.c.category_id, articles.c.source_id, articles.c.tags, articles.c.author)
+            row = conn.execute(sa.select(articles.c.pk, articles.c.category_id, articles.c.source_id, articles.c.tags, articles.c.author,
+                                         articles.c.title, articles.c.summary, articles.c.content)
                                .where(articles.c.id == article_id)).first()
             if row is None:
                 return False
             pk = row.pk
             self.versions.changed(conn, {row.category_id}, {row.source_id}, added=[], removed=[(row.category_id, row.source_id)])
             self.versions.bump(conn, self._label_scopes(self.labels.ensure(conn, stored_labels(row._asdict()))))
-            self.search.unindex(conn, [pk])
+            self.search.index(conn, added={}, removed={pk: (row.title, row.summary, row.content)})
             for table in (article_categories, article_labels, reads_minutely, reads_hourly, reads_daily):
                 conn.execute(table.delete().where(table.c.article_pk == pk))
             conn.execute(articles.delete().where(articles.c.pk == pk))
@@ -195,7 +196,9 @@ class Articles:
         new: dict[str, tuple[dict[str, Any], Article]] = {}
         closure: list[dict[str, Any]] = []
         labelled: list[dict[str, Any]] = []
-        indexed: list[tuple[int, Article]] = []  # what keyword search must find anew
+        # What keyword search must find anew, and what it must forget (as indexed before this batch).
+        indexed: dict[int, tuple[str, str, str]] = {}
+        unindexed: dict[int, tuple[str, str, str]] = {}
 
         def label(article: Article, pk: int) -> None:
             labelled.extend(
@@ -216,7 +219,7 @@ class Articles:
                     existing[article.id] = {**values, "pk": pk}
                     place(article, pk)
                     label(article, pk)
-                    indexed.append((pk, article))
+                    indexed[pk] = (article.title, article.summary, article.content)
                 new.clear()
             if closure:
                 conn.execute(article_categories.insert(), closure)
@@ -265,7 +268,9 @@ class Articles:
                 added.append((values["category_id"], values["source_id"]))
             conn.execute(articles.update().where(articles.c.pk == pk).values(values))
             if any(old[key] != values[key] for key in ("title", "summary", "content")):
-                indexed.append((pk, article))
+                if pk not in indexed:  # else made in this batch: not in the index yet
+                    unindexed.setdefault(pk, (old["title"], old["summary"], old["content"]))
+                indexed[pk] = (article.title, article.summary, article.content)
             outcomes.append("updated")
             existing[article.id] = {**values, "pk": pk}
             if old["category_id"] != values["category_id"] or old["published"] != values["published"]:
@@ -277,7 +282,7 @@ class Articles:
                 self.labels.unplace(conn, pk)
                 label(article, pk)
         write_new()
-        self.search.index(conn, indexed)
+        self.search.index(conn, indexed, unindexed)
         if any(outcome != "unchanged" for outcome in outcomes):
             self.versions.changed(conn, touched_categories, touched_sources, added, removed)
             self.versions.bump(conn, self._label_scopes({named: label_ids[named] for named in touched_labels}))

@@ -124,7 +124,7 @@ article_labels = sa.Table(
 # their own, with the rest of the schema.
 
 SEARCH_TABLES = {
-    "sqlite": ["CREATE VIRTUAL TABLE article_search USING fts5(grams, detail=none)"],
+    "sqlite": ["CREATE VIRTUAL TABLE article_search USING fts5(grams, content='', detail=none)"],
     "postgresql": [
         "CREATE TABLE article_search (article_pk INTEGER PRIMARY KEY REFERENCES articles (pk) ON DELETE CASCADE, "
         "grams TSVECTOR NOT NULL)",

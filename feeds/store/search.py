@@ -22,6 +22,7 @@ from feeds.store.database import Database, chunks
 from feeds.store.schema import articles
 from feeds.text import html_lines
 
+Fields = tuple[str, str, str]  # title, summary, content
 BATCH = 200  # candidates read at a time, newest first, until enough are confirmed
 
 
@@ -30,21 +31,28 @@ def searchable(title: str, summary: str, content: str) -> tuple[str, ...]:
     return tuple(field.lower() for field in (title, summary, "\n".join(html_lines(content))))
 
 
+_HEX: dict[str, str] = {}  # each character's code point in hex: at most as many as Unicode has
+
+
+def _hex(char: str) -> str:
+    found = _HEX.get(char)
+    if found is None:
+        found = _HEX[char] = format(ord(char), "x")
+    return found
+
+
 def _gram(text: str) -> str:
-    return "x".join(format(ord(char), "x") for char in text)
+    return "x".join(map(_hex, text))
 
 
 def grams(fields: Iterable[str]) -> set[str]:
     """Every character and every pair of neighbouring characters (no whitespace) of the fields."""
     found: set[str] = set()
     for field in fields:
-        for index, char in enumerate(field):
-            if char.isspace():
-                continue
-            found.add(_gram(char))
-            following = field[index + 1:index + 2]
-            if following and not following.isspace():
-                found.add(_gram(char + following))
+        codes = ["" if char.isspace() else _hex(char) for char in field]
+        found.update(codes)
+        found.update(f"{first}x{second}" for first, second in zip(codes, codes[1:]) if first and second)
+    found.discard("")
     return found
 
 
@@ -90,21 +98,25 @@ class Search:
 
     # -- inside a write transaction ---------------------------------------------------
 
-    def index(self, conn: Connection, written: Sequence[tuple[int, Article]]) -> None:
-        """Index each (pk, article) anew."""
-        if not written:
-            return
-        self.unindex(conn, [pk for pk, _ in written])
-        rows = [{"pk": pk, "grams": index_text(article.title, article.summary, article.content)} for pk, article in written]
-        if conn.dialect.name == "sqlite":
-            conn.execute(sa.text("INSERT INTO article_search (rowid, grams) VALUES (:pk, :grams)"), rows)
-        else:
-            conn.execute(sa.text("INSERT INTO article_search (article_pk, grams) VALUES (:pk, CAST(:grams AS tsvector))"), rows)
-
     @staticmethod
-    def unindex(conn: Connection, pks: Sequence[int]) -> None:
-        column = "rowid" if conn.dialect.name == "sqlite" else "article_pk"
-        for chunk in chunks(sorted(set(pks))):
-            conn.execute(sa.text(f"DELETE FROM article_search WHERE {column} IN :pks").bindparams(sa.bindparam("pks", expanding=True)),
-                         {"pks": chunk})
+    def index(conn: Connection, added: dict[int, Fields], removed: dict[int, Fields]) -> None:
+        """Forget ``removed`` articles (pk: their title, summary and content as indexed) and index ``added`` ones.
 
+        SQLite's index keeps no copy of what it indexed (a contentless FTS5 table: the grams would
+        be several times the size of the index), so an article is taken out with the very grams it
+        was put in with, made again from the fields it had.
+        """
+        sqlite = conn.dialect.name == "sqlite"
+        if removed:
+            if sqlite:
+                conn.execute(sa.text("INSERT INTO article_search (article_search, rowid, grams) VALUES ('delete', :pk, :grams)"),
+                             [{"pk": pk, "grams": index_text(*fields)} for pk, fields in removed.items()])
+            else:
+                for chunk in chunks(sorted(removed)):
+                    conn.execute(sa.text("DELETE FROM article_search WHERE article_pk IN :pks")
+                                 .bindparams(sa.bindparam("pks", expanding=True)), {"pks": chunk})
+        if added:
+            rows = [{"pk": pk, "grams": index_text(*fields)} for pk, fields in added.items()]
+            insert = ("INSERT INTO article_search (rowid, grams) VALUES (:pk, :grams)" if sqlite
+                      else "INSERT INTO article_search (article_pk, grams) VALUES (:pk, CAST(:grams AS tsvector))")
+            conn.execute(sa.text(insert), rows)
