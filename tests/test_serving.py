@@ -39,7 +39,7 @@ def builds(app, monkeypatch):
     catalog = app.extensions["feeds"].catalog
     seen: list[str] = []
     original = catalog.build
-    monkeypatch.setattr(catalog, "build", lambda spec, limit, now=None: seen.append(spec.path) or original(spec, limit, now))
+    monkeypatch.setattr(catalog, "build", lambda spec, limit, now=None, variant=None: seen.append(spec.path) or original(spec, limit, now, variant))
     return seen
 
 
