@@ -10,7 +10,7 @@ from lxml import etree
 
 from feeds import create_app
 from feeds.store import Store
-from tests.conftest import article, make_settings
+from tests.conftest import article, make_settings, migrated_from
 
 AUTH = {"Authorization": "Bearer s3cret"}
 ARTICLES = [
@@ -144,14 +144,7 @@ def test_migration_lists_the_articles_already_stored(database_url):
 
     settings = make_settings(database_url)
     store.articles.upsert([article_from_dict(row, settings) for row in ARTICLES])
-    with store.db.engine.begin() as conn:  # as a database of the revision before labels
-        conn.execute(sa.text("DROP TABLE article_labels"))
-        conn.execute(sa.text("DROP TABLE labels"))
-        conn.execute(sa.text("DROP TABLE article_search"))
-        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0003'"))
-    store.close()
-    store = Store(database_url)
-    store.migrate()
+    store = migrated_from(store, "0003", "article_labels", "labels", "article_search")
     try:
         assert [(label.slug, used) for label, used in store.labels.most_used("tag")] == [("fangzhi", 2), ("gonghui", 2), ("waimao", 1)]
         assert [(label.name, used) for label, used in store.labels.most_used("author")] == [("朱欣", 2), ("李明", 1)]

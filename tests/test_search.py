@@ -11,7 +11,7 @@ import pytest
 from feeds import create_app
 from feeds.text import html_lines
 from feeds.websub.hub import parse_topic
-from tests.conftest import article, make_settings
+from tests.conftest import article, make_settings, migrated_from
 
 AUTH = {"Authorization": "Bearer s3cret"}
 WORDS = ["全国总工会", "工会", "西藏工匠", "工匠精神", "纺织", "经济", "国内", "国际", "市场", "新华社", "记者", "发布",
@@ -150,8 +150,6 @@ def test_a_keyword_feed_is_a_websub_topic(searched):
 
 
 def test_migration_indexes_the_articles_already_stored(database_url):
-    import sqlalchemy as sa
-
     from feeds.store import Store
     from feeds.validate import article_from_dict
 
@@ -161,12 +159,7 @@ def test_migration_indexes_the_articles_already_stored(database_url):
     rows = generated(1200, seed=3)  # more than one batch of the migration
     for start in range(0, len(rows), 500):
         store.articles.upsert([article_from_dict(row, settings) for row in rows[start:start + 500]])
-    with store.db.engine.begin() as conn:  # as a database of the revision before search
-        conn.execute(sa.text("DROP TABLE article_search"))
-        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0004'"))
-    store.close()
-    store = Store(database_url)
-    store.migrate()
+    store = migrated_from(store, "0004", "article_search")
     try:
         everything = store.articles.newest(100_000)
         expected = [a.id for a in everything if any("工匠" in field for field in (a.title, a.summary, a.content))][:50]
