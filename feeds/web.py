@@ -144,11 +144,14 @@ class FastPolls:
         if not dot or extension not in FORMATS:
             return self.flask(environ, start_response)
         try:
+            found = feed_path_of(path, query)  # as Flask's view reads the URL: no second way in
             limit = limit_of(path, query, self.services.settings)
         except ValueError:  # Flask's view says what is allowed
             return self.flask(environ, start_response)
+        if found is None:
+            return self.flask(environ, start_response)
         try:
-            answered = feed_answer(self.services, environ, path, extension, limit)
+            answered = feed_answer(self.services, environ, found, extension, limit)
         except Exception as exc:  # noqa: BLE001 - handed to Flask, whose error handlers log and answer it
             environ[FAST_PATH_FAILURE] = exc
             return self.flask(environ, start_response)

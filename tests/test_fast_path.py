@@ -133,6 +133,8 @@ def test_the_answers_carry_what_a_poller_needs(paths):
     ("/feeds/all.rss?variant=zh-hant", 200),
     ("/feeds/all.html", 200),  # a page for people
     ("/feeds/archive/all/9.rss", 404),
+    ("/feeds/search/abc.rss", 404),  # a keyword feed has one URL, with ?q=
+    ("/feeds/search.rss?limit=2", 400),  # ... and needs its q
 ])
 def test_what_the_fast_path_does_not_answer_goes_to_flask_unchanged(paths, url, status):
     for method in ("GET", "HEAD"):
