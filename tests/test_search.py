@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 import feedparser
 import pytest
+import sqlalchemy as sa
 
 from feeds import create_app
 from feeds.text import html_lines
@@ -18,7 +19,7 @@ WORDS = ["全国总工会", "工会", "西藏工匠", "工匠精神", "纺织", 
          "会议", "中国", "上海", "香港", "台湾", "软件", "AI", "Apple", "iPhone", "GDP", "5G", "100%", "C++", "a_b"]
 
 
-def generated(count: int, seed: int = 7) -> list[dict]:
+def generated(count: int, seed: int = 7, days: int = 30) -> list[dict]:
     rng = random.Random(seed)
     start = datetime(2024, 1, 1, 8, 0, 0)
 
@@ -28,7 +29,7 @@ def generated(count: int, seed: int = 7) -> list[dict]:
     return [
         article(id=f"g{i}", url=f"https://news.example.cn/g{i}.html", title=text(4), summary=text(6),
                 content=f"<p>{text(10)}</p><p>{text(8)}</p>", tags=None, author=None,
-                published=(start + timedelta(minutes=rng.randrange(60 * 24 * 30))).strftime("%Y-%m-%d %H:%M:%S"))
+                published=(start + timedelta(minutes=rng.randrange(60 * 24 * days))).strftime("%Y-%m-%d %H:%M:%S"))
         for i in range(count)
     ]
 
@@ -76,6 +77,27 @@ def test_every_query_finds_exactly_what_a_scan_finds(searched):
         queries.append(" ".join(terms))
     for query in queries:
         assert search_ids(client, query) == brute_force(app, query.split(), 100), query
+
+
+def test_a_search_reaches_back_week_by_week_to_the_oldest_article(database_url):
+    """Three years of articles, thinning out into the past: each query asks the newest week, then
+    ever more weeks before it; whatever the limit, it finds what a scan finds, in the same order."""
+    app = create_app(make_settings(database_url, api={"token": "s3cret"}))
+    client = app.test_client()
+    rows = generated(150, seed=21, days=1100) + generated(150, seed=22, days=20)
+    rows = [{**row, "id": f"{row['id']}-{n}"} for n, row in enumerate(rows)]
+    rows[0] = {**rows[0], "title": "独一无二的标题", "published": "2021-03-01 10:00:00"}  # older than the rest, alone
+    try:
+        assert client.post("/api/articles", json=rows, headers=AUTH).status_code in (200, 201)
+        for query in ["工会", "西藏工匠 纺织", "独一无二", "二的标", "apple 国际 经济", "不存在的词"]:
+            for limit in (1, 3, 20, 100):
+                assert search_ids(client, query, limit) == brute_force(app, query.split(), limit), (query, limit)
+        moved = {**rows[0], "published": "2024-06-01 09:00:00"}  # edited into another week: indexed under it alone
+        assert client.post("/api/articles", json=[moved], headers=AUTH).status_code in (200, 201)
+        assert search_ids(client, "独一无二") == [moved["id"]]
+        assert search_ids(client, "独一无二 工会") == brute_force(app, ["独一无二", "工会"], 100)
+    finally:
+        app.extensions["feeds"].store.close()
 
 
 @pytest.mark.parametrize("query", ['"工会"', "工会 OR 纺织", "工会 NEAR 纺织", "工*", "%", "_", "\\", "工会\\", "(工会)",
@@ -164,6 +186,12 @@ def test_migration_indexes_the_articles_already_stored(database_url):
         everything = store.articles.newest(100_000)
         expected = [a.id for a in everything if any("工匠" in field for field in (a.title, a.summary, a.content))][:50]
         assert expected and [a.id for a in store.search.newest(("工匠",), 50)] == expected
+        with store.db.engine.begin() as conn:  # an index of 0005, without weeks: nothing of it is found
+            conn.execute(sa.text("INSERT INTO article_search (article_search) VALUES ('delete-all')" if store.db.dialect == "sqlite"
+                                 else "TRUNCATE article_search"))
+        assert store.search.newest(("工匠",), 50) == []
+        store = migrated_from(store, "0005")
+        assert [a.id for a in store.search.newest(("工匠",), 50)] == expected
     finally:
         store.close()
 

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 
 from feeds.model import Article, Category, Label, Source
 from feeds.store.database import Database, chunks, free_slug, storable
-from feeds.store.search import Search
+from feeds.store.search import Indexed, Search
 from feeds.store.labels import Labels, label_scope, labels_of, stored_labels
 from feeds.store.schema import article_categories, article_labels, articles, categories, reads_daily, reads_hourly, reads_minutely, sources
 from feeds.store.versions import FeedVersions, Membership, category_scope, source_scope
@@ -56,14 +56,14 @@ class Articles:
 
         def delete(conn: Connection) -> bool:
             row = conn.execute(sa.select(articles.c.pk, articles.c.category_id, articles.c.source_id, articles.c.tags, articles.c.author,
-                                         articles.c.title, articles.c.summary, articles.c.content)
+                                         articles.c.published, articles.c.title, articles.c.summary, articles.c.content)
                                .where(articles.c.id == article_id)).first()
             if row is None:
                 return False
             pk = row.pk
             self.versions.changed(conn, {row.category_id}, {row.source_id}, added=[], removed=[(row.category_id, row.source_id)])
             self.versions.bump(conn, self._label_scopes(self.labels.ensure(conn, stored_labels(row._asdict()))))
-            self.search.index(conn, added={}, removed={pk: (row.title, row.summary, row.content)})
+            self.search.index(conn, added={}, removed={pk: Indexed.of(row)})
             for table in (article_categories, article_labels, reads_minutely, reads_hourly, reads_daily):
                 conn.execute(table.delete().where(table.c.article_pk == pk))
             conn.execute(articles.delete().where(articles.c.pk == pk))
@@ -197,8 +197,8 @@ class Articles:
         closure: list[dict[str, Any]] = []
         labelled: list[dict[str, Any]] = []
         # What keyword search must find anew, and what it must forget (as indexed before this batch).
-        indexed: dict[int, tuple[str, str, str]] = {}
-        unindexed: dict[int, tuple[str, str, str]] = {}
+        indexed: dict[int, Indexed] = {}
+        unindexed: dict[int, Indexed] = {}
 
         def label(article: Article, pk: int) -> None:
             labelled.extend(
@@ -219,7 +219,7 @@ class Articles:
                     existing[article.id] = {**values, "pk": pk}
                     place(article, pk)
                     label(article, pk)
-                    indexed[pk] = (article.title, article.summary, article.content)
+                    indexed[pk] = Indexed.of(article)
                 new.clear()
             if closure:
                 conn.execute(article_categories.insert(), closure)
@@ -267,10 +267,10 @@ class Articles:
                 removed.append((old["category_id"], old["source_id"]))
                 added.append((values["category_id"], values["source_id"]))
             conn.execute(articles.update().where(articles.c.pk == pk).values(values))
-            if any(old[key] != values[key] for key in ("title", "summary", "content")):
+            if Indexed.of(old) != Indexed.of(values):
                 if pk not in indexed:  # else made in this batch: not in the index yet
-                    unindexed.setdefault(pk, (old["title"], old["summary"], old["content"]))
-                indexed[pk] = (article.title, article.summary, article.content)
+                    unindexed.setdefault(pk, Indexed.of(old))
+                indexed[pk] = Indexed.of(article)
             outcomes.append("updated")
             existing[article.id] = {**values, "pk": pk}
             if old["category_id"] != values["category_id"] or old["published"] != values["published"]:

@@ -4,15 +4,26 @@ Full-text tokenizers split Chinese into nothing useful, so the index holds what 
 needs: each character and each pair of neighbouring characters of every field, lower-cased
 (Latin letters match regardless of case). A term of one character is then found exactly,
 a term of two by its one pair, a longer one by all its pairs, and the few articles that have
-the pairs but not the term are dropped by checking the text itself. Each gram is written as
-hex code points ("工会" -> ``5de5x4f1a``), so it is one token to any tokenizer and a query is
-never syntax: SQLite keeps the grams in an FTS5 table, PostgreSQL in a ``tsvector`` with a GIN
-index. Both are written in the article's own transaction.
+the pairs but not the term are dropped by checking the text itself.
+
+A reader wants the newest articles first, and neither index can hand its matches over in
+order of time: sorting every match is what makes a common word slow in a large archive. So
+each gram is kept under the week the article was published in, and a query asks the newest
+week first, then the two weeks before it, the four before those, and so on, stopping as soon
+as enough articles are confirmed. Common words are found in a week or two, reading only those
+weeks' postings; a rare word widens to the whole archive in a few queries.
+
+A gram is written as letters and digits only (the week and each code point in base 36:
+"工会" in week 6,620 is ``53w4gv54kq``), so it is one token to any tokenizer and a query is
+never syntax. SQLite keeps the grams in an FTS5 table, PostgreSQL in a ``tsvector`` with a
+GIN index; both are written in the article's own transaction.
 """
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
-
+from datetime import date, datetime, timezone
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -22,8 +33,25 @@ from feeds.store.database import Database, chunks
 from feeds.store.schema import articles
 from feeds.text import html_lines
 
-Fields = tuple[str, str, str]  # title, summary, content
-BATCH = 200  # candidates read at a time, newest first, until enough are confirmed
+BATCH = 50  # candidates read at a time, newest first, until enough are confirmed
+_FIRST_DAY = date(1900, 1, 1).toordinal()  # dates.py admits no earlier year
+_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+class Indexed(NamedTuple):
+    """What an article is indexed by."""
+
+    published: datetime
+    title: str
+    summary: str
+    content: str
+
+    @classmethod
+    def of(cls, article: Article | sa.Row | dict) -> Indexed:
+        """From an article, a row or a dict of its columns."""
+        if isinstance(article, dict):
+            return cls(*(article[name] for name in cls._fields))
+        return cls(*(getattr(article, name) for name in cls._fields))
 
 
 def searchable(title: str, summary: str, content: str) -> tuple[str, ...]:
@@ -31,42 +59,62 @@ def searchable(title: str, summary: str, content: str) -> tuple[str, ...]:
     return tuple(field.lower() for field in (title, summary, "\n".join(html_lines(content))))
 
 
-_HEX: dict[str, str] = {}  # each character's code point in hex: at most as many as Unicode has
+def _base36(number: int, width: int) -> str:
+    digits = []
+    for _ in range(width):
+        number, digit = divmod(number, 36)
+        digits.append(_DIGITS[digit])
+    return "".join(reversed(digits))
 
 
-def _hex(char: str) -> str:
-    found = _HEX.get(char)
-    if found is None:
-        found = _HEX[char] = format(ord(char), "x")
-    return found
+class _Codes(dict[int, str]):
+    """Each character's code, made when first seen: four base-36 digits (every code point fits), or
+    four spaces for whitespace, which no gram holds. At most as many as Unicode has characters."""
+
+    def __missing__(self, point: int) -> str:
+        code = self[point] = "    " if chr(point).isspace() else _base36(point, 4)
+        return code
 
 
-def _gram(text: str) -> str:
-    return "x".join(map(_hex, text))
+_CODES = _Codes()
+
+
+def week_of(moment: datetime) -> int:
+    """Weeks since 1900 (in UTC): three base-36 digits hold them until 2795."""
+    return (moment.astimezone(timezone.utc).toordinal() - _FIRST_DAY) // 7
+
+
+def _week_start(week: int) -> datetime:
+    return datetime.fromordinal(_FIRST_DAY + week * 7).replace(tzinfo=timezone.utc)
 
 
 def grams(fields: Iterable[str]) -> set[str]:
     """Every character and every pair of neighbouring characters (no whitespace) of the fields."""
-    found: set[str] = set()
-    for field in fields:
-        codes = ["" if char.isspace() else _hex(char) for char in field]
-        found.update(codes)
-        found.update(f"{first}x{second}" for first, second in zip(codes, codes[1:]) if first and second)
-    found.discard("")
-    return found
+    coded = "    ".join(fields).translate(_CODES)  # a string's translate is the fastest way to code each character
+    found = {coded[i:i + 4] for i in range(0, len(coded), 4)} | {coded[i:i + 8] for i in range(0, len(coded) - 4, 4)}
+    return {gram for gram in found if " " not in gram} if " " in coded else found
 
 
-def index_text(title: str, summary: str, content: str) -> str:
-    """What the index keeps of an article: its grams, space-separated."""
-    return " ".join(sorted(grams(searchable(title, summary, content))))
+def index_text(indexed: Indexed) -> str:
+    """What the index keeps of an article: its grams under its week, space-separated."""
+    week = _base36(week_of(indexed.published), 3)
+    return week + f" {week}".join(grams(searchable(indexed.title, indexed.summary, indexed.content)))
 
 
 def term_grams(term: str) -> set[str]:
-    return {_gram(term)} if len(term) == 1 else {_gram(term[i:i + 2]) for i in range(len(term) - 1)}
+    return grams([term]) if len(term) == 1 else {gram for gram in grams([term]) if len(gram) == 8}
 
 
-def matches(terms: Sequence[str], fields: Sequence[str]) -> bool:
-    return all(any(term in field for field in fields) for term in terms)
+def matches(terms: Sequence[str], title: str, summary: str, content: str) -> bool:
+    """Whether every term is in the title, summary or the content's text (read only if needed: it is the costly one)."""
+    title, summary = title.lower(), summary.lower()
+    text = None
+    for term in terms:
+        if term not in title and term not in summary:
+            text = text if text is not None else "\n".join(html_lines(content)).lower()
+            if term not in text:
+                return False
+    return True
 
 
 class Search:
@@ -80,43 +128,72 @@ class Search:
         from feeds.store.articles import article_select, to_article  # articles.py writes through this module
 
         wanted = sorted(set().union(*map(term_grams, terms)))
-        if self.db.dialect == "sqlite":
-            candidates = sa.text("SELECT rowid FROM article_search WHERE article_search MATCH :query")
-            query = " AND ".join(f'"{gram}"' for gram in wanted)
-        else:
-            candidates = sa.text("SELECT article_pk FROM article_search WHERE grams @@ CAST(:query AS tsquery)")
-            query = " & ".join(wanted)
         found: list[Article] = []
-        ordered = (article_select().where(articles.c.pk.in_(candidates.bindparams(query=query)))
-                   .order_by(articles.c.published.desc(), articles.c.pk.desc()))
         with self.db.read() as conn:
-            result = conn.execution_options(stream_results=True).execute(ordered)
-            while len(found) < limit and (rows := result.fetchmany(BATCH)):
-                found += [article for article in map(to_article, rows) if matches(terms, searchable(article.title, article.summary, article.content))]
-            result.close()
-        return found[:limit]
+            newest, oldest = conn.execute(sa.select(sa.select(sa.func.max(articles.c.published)).scalar_subquery(),
+                                                    sa.select(sa.func.min(articles.c.published)).scalar_subquery())).one()
+            if newest is None:
+                return found
+            last, first = week_of(newest), week_of(oldest)
+            span = 1
+            while last >= first and len(found) < limit:
+                since = max(first, last - span + 1)
+                weeks = [_base36(week, 3) for week in range(last, since - 1, -1)]
+                ordered = (article_select()
+                           .where(articles.c.published >= _week_start(since), articles.c.published < _week_start(last + 1),
+                                  articles.c.pk.in_(self._candidates(weeks, wanted)))
+                           .order_by(articles.c.published.desc(), articles.c.pk.desc()))
+                result = conn.execution_options(stream_results=True).execute(ordered)
+                while len(found) < limit and (rows := result.fetchmany(BATCH)):
+                    confirmed = (row for row in rows if matches(terms, row.title, row.summary, row.content))
+                    found += map(to_article, itertools.islice(confirmed, limit - len(found)))
+                result.close()
+                last -= span
+                span *= 2
+        return found
+
+    def _candidates(self, weeks: list[str], wanted: list[str]) -> sa.TextClause:
+        """The articles of these weeks that have every wanted gram (a query of the index)."""
+        if self.db.dialect == "sqlite":
+            query = " OR ".join("(" + " AND ".join(f'"{week}{gram}"' for gram in wanted) + ")" for week in weeks)
+            return sa.text("SELECT rowid FROM article_search WHERE article_search MATCH :query").bindparams(query=query)
+        query = " | ".join("(" + " & ".join(week + gram for gram in wanted) + ")" for week in weeks)
+        return sa.text("SELECT article_pk FROM article_search WHERE grams @@ CAST(:query AS tsquery)").bindparams(query=query)
 
     # -- inside a write transaction ---------------------------------------------------
 
     @staticmethod
-    def index(conn: Connection, added: dict[int, Fields], removed: dict[int, Fields]) -> None:
-        """Forget ``removed`` articles (pk: their title, summary and content as indexed) and index ``added`` ones.
+    def index(conn: Connection, added: dict[int, Indexed], removed: dict[int, Indexed]) -> None:
+        """Forget ``removed`` articles (pk: what they were indexed by) and index ``added`` ones.
 
         SQLite's index keeps no copy of what it indexed (a contentless FTS5 table: the grams would
         be several times the size of the index), so an article is taken out with the very grams it
-        was put in with, made again from the fields it had.
+        was put in with, made again from what it was indexed by.
         """
         sqlite = conn.dialect.name == "sqlite"
         if removed:
             if sqlite:
                 conn.execute(sa.text("INSERT INTO article_search (article_search, rowid, grams) VALUES ('delete', :pk, :grams)"),
-                             [{"pk": pk, "grams": index_text(*fields)} for pk, fields in removed.items()])
+                             [{"pk": pk, "grams": index_text(indexed)} for pk, indexed in removed.items()])
             else:
                 for chunk in chunks(sorted(removed)):
                     conn.execute(sa.text("DELETE FROM article_search WHERE article_pk IN :pks")
                                  .bindparams(sa.bindparam("pks", expanding=True)), {"pks": chunk})
         if added:
-            rows = [{"pk": pk, "grams": index_text(*fields)} for pk, fields in added.items()]
+            rows = [{"pk": pk, "grams": index_text(indexed)} for pk, indexed in added.items()]
             insert = ("INSERT INTO article_search (rowid, grams) VALUES (:pk, :grams)" if sqlite
                       else "INSERT INTO article_search (article_pk, grams) VALUES (:pk, CAST(:grams AS tsvector))")
             conn.execute(sa.text(insert), rows)
+
+    @staticmethod
+    def rebuild(conn: Connection) -> None:
+        """Forget everything indexed and index every stored article again, a thousand at a time."""
+        if conn.dialect.name == "sqlite":
+            conn.execute(sa.text("INSERT INTO article_search (article_search) VALUES ('delete-all')"))
+        else:
+            conn.execute(sa.text("TRUNCATE article_search"))
+        last = 0
+        while rows := conn.execute(sa.select(articles.c.pk, articles.c.published, articles.c.title, articles.c.summary, articles.c.content)
+                                   .where(articles.c.pk > last).order_by(articles.c.pk).limit(1000)).all():
+            Search.index(conn, {row.pk: Indexed.of(row) for row in rows}, {})
+            last = rows[-1].pk
