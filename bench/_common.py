@@ -99,6 +99,10 @@ class OwnPostgres:
             conn.execute(f'CREATE DATABASE "{self.name}"')
         return self.url
 
+    def exists(self) -> bool:
+        with self._admin() as conn:
+            return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.name,)).fetchone() is not None
+
     def drop(self) -> None:
         try:
             with self._admin() as conn:
