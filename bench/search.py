@@ -109,10 +109,10 @@ def measure(kind: str, url: str, args: argparse.Namespace, words: list[str], rng
                 conn.execute(sa.text("VACUUM ANALYZE"))
     common = [tuple(rng.sample(words[30:300], 2)) for _ in range(args.queries)]
     rare = [tuple(rng.sample(words[1000:4000], 2)) for _ in range(args.queries)]
-    timings = {name: [timed(lambda: store.search.newest(pair, LIMIT), runs=1, warmup=1)[0] for pair in pairs]
+    timings = {name: [timed(lambda: store.search.newest([(word,) for word in pair], LIMIT), runs=1, warmup=1)[0] for pair in pairs]
                for name, pairs in (("common", common), ("rare", rare))}
     scanned = [timed(lambda: like_scan(store, pair), runs=1, warmup=0)[0] for pair in common[:5]]
-    found = {name: [len(store.search.newest(pair, LIMIT)) for pair in pairs] for name, pairs in (("common", common), ("rare", rare))}
+    found = {name: [len(store.search.newest([(word,) for word in pair], LIMIT)) for pair in pairs] for name, pairs in (("common", common), ("rare", rare))}
     size = index_bytes(store)
     store.close()
     imported = (f"{with_index:,.0f} / {without_index:,.0f} ({with_index / without_index:.2f})" if with_index and without_index

@@ -14,7 +14,7 @@ from urllib.parse import quote, urlencode
 from feeds.config import Settings
 from feeds.model import Article, Category, Feed, History, Item, Label, Source
 from feeds.store import Store
-from feeds.text import html_in_variant, in_variant
+from feeds.text import html_in_variant, in_variant, spellings
 
 Kind = Literal["all", "category", "source", "tag", "author", "search", "hot"]
 LABEL_KINDS = {"tag": "标签", "author": "作者"}
@@ -219,7 +219,7 @@ class Catalog:
                 )
             else:
                 if spec.terms:
-                    articles = self.store.search.newest(spec.terms, limit)
+                    articles = self.store.search.newest([spellings(term) for term in spec.terms], limit)
                 else:
                     articles = self.store.articles.newest(limit, category=spec.category, source=spec.source, label=spec.label)
                 pages = self.archive_pages(spec)

@@ -154,14 +154,24 @@ _TAG = re.compile(r"(<[^>]*>)")
 _WORDS_ATTRIBUTE = re.compile(r'(\s(?:title|alt|aria-label|placeholder|content|data-search)=")([^"]*)(")')
 
 
+# ... and back: Traditional characters, Taiwan's words (軟體 -> 软件) and Hong Kong's characters.
+_TO_SIMPLIFIED = ("t2s", "tw2sp", "hk2s")
+
+
 @lru_cache(maxsize=None)
-def _converter(variant: str) -> opencc.OpenCC:
-    return opencc.OpenCC(VARIANTS[variant])
+def _converter(configuration: str) -> opencc.OpenCC:
+    return opencc.OpenCC(configuration)
 
 
 def in_variant(text: str, variant: str) -> str:
     """``text`` in the Traditional Chinese of ``variant`` (a key of ``VARIANTS``)."""
-    return _converter(variant).convert(text)
+    return _converter(VARIANTS[variant]).convert(text)
+
+
+def spellings(term: str) -> tuple[str, ...]:
+    """A search term as typed and as Simplified Chinese writes it (工會: 工会; 軟體: 软体, 软件), so a
+    reader who types Traditional characters finds what the site's Simplified text holds."""
+    return tuple(dict.fromkeys([term, *(_converter(configuration).convert(term) for configuration in _TO_SIMPLIFIED)]))
 
 
 def html_in_variant(html: str, variant: str) -> str:

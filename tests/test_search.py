@@ -6,11 +6,12 @@ import random
 from datetime import datetime, timedelta
 
 import feedparser
+import lxml.html
 import pytest
 import sqlalchemy as sa
 
 from feeds import create_app
-from feeds.text import html_lines
+from feeds.text import html_lines, spellings
 from feeds.websub.hub import parse_topic
 from tests.conftest import article, make_settings, migrated_from
 
@@ -46,12 +47,13 @@ def searched(database_url):
 
 
 def brute_force(app, terms: list[str], limit: int) -> list[str]:
-    """The ids a reader expects: every term (case aside for Latin letters) in the title, summary or text."""
+    """The ids a reader expects: every term (case aside for Latin letters), as typed or in Simplified
+    Chinese, in the title, summary or text."""
     everything = app.extensions["feeds"].store.articles.newest(100_000)
     found = []
     for a in everything:
         fields = [a.title.lower(), a.summary.lower(), "\n".join(html_lines(a.content)).lower()]
-        if all(any(term.lower() in field for field in fields) for term in terms):
+        if all(any(spelling in field for field in fields for spelling in spellings(term.lower())) for term in terms):
             found.append(a.id)
     return found[:limit]
 
@@ -98,6 +100,34 @@ def test_a_search_reaches_back_week_by_week_to_the_oldest_article(database_url):
         assert search_ids(client, "独一无二 工会") == brute_force(app, ["独一无二", "工会"], 100)
     finally:
         app.extensions["feeds"].store.close()
+
+
+def test_traditional_characters_and_taiwan_words_find_the_simplified_text(searched):
+    app, client = searched
+    assert spellings("工會") == ("工會", "工会") and "软件" in spellings("軟體") and spellings("工会") == ("工会",)
+    for query in ["工會", "全國總工會", "軟體", "台灣 會議", "西藏工匠 軟體", "香港"]:
+        expected = brute_force(app, query.split(), 100)
+        assert expected and search_ids(client, query) == expected, query
+    assert search_ids(client, "工會") == search_ids(client, "工会")
+    assert set(search_ids(client, "軟體")) >= set(search_ids(client, "软件"))
+    taiwan = feedparser.parse(client.get("/feeds/search.rss", query_string={"q": "工會", "variant": "zh-TW"}).data)
+    assert taiwan.feed.language == "zh-TW" and taiwan.feed.title.endswith("搜尋:工會")
+    assert [entry.id for entry in taiwan.entries] == [entry.id for entry in feedparser.parse(client.get("/feeds/search.rss?q=工会").data).entries]
+    assert all("会" not in entry.title for entry in taiwan.entries) and any("會" in entry.title for entry in taiwan.entries)
+
+
+def test_every_page_offers_a_keyword_search_in_its_own_variant(searched):
+    _, client = searched
+    page = lxml.html.fromstring(client.get("/feeds/search.html?q=工會&variant=zh-TW").data)
+    form = page.xpath("//form[@role='search' and .//input[@name='q']]")[0]
+    assert form.xpath(".//input[@name='q']/@value") == ["工會"]
+    assert form.xpath(".//input[@name='variant']/@value") == ["zh-TW"]
+    assert form.get("action") == "/feeds/search.html"
+    for url in ["/", "/?variant=zh-HK", "/feeds/all.html", "/feeds/all.html?variant=zh-HK"]:
+        page = lxml.html.fromstring(client.get(url).data)
+        form = page.xpath("//form[@role='search' and .//input[@name='q']]")[0]
+        assert form.xpath(".//input[@name='variant']/@value") == (["zh-HK"] if "zh-HK" in url else []), url
+        assert form.xpath(".//input[@name='q']/@value") == [""], url
 
 
 @pytest.mark.parametrize("query", ['"工会"', "工会 OR 纺织", "工会 NEAR 纺织", "工*", "%", "_", "\\", "工会\\", "(工会)",
@@ -185,13 +215,13 @@ def test_migration_indexes_the_articles_already_stored(database_url):
     try:
         everything = store.articles.newest(100_000)
         expected = [a.id for a in everything if any("工匠" in field for field in (a.title, a.summary, a.content))][:50]
-        assert expected and [a.id for a in store.search.newest(("工匠",), 50)] == expected
+        assert expected and [a.id for a in store.search.newest([("工匠",)], 50)] == expected
         with store.db.engine.begin() as conn:  # an index of 0005, without weeks: nothing of it is found
             conn.execute(sa.text("INSERT INTO article_search (article_search) VALUES ('delete-all')" if store.db.dialect == "sqlite"
                                  else "TRUNCATE article_search"))
-        assert store.search.newest(("工匠",), 50) == []
+        assert store.search.newest([("工匠",)], 50) == []
         store = migrated_from(store, "0005")
-        assert [a.id for a in store.search.newest(("工匠",), 50)] == expected
+        assert [a.id for a in store.search.newest([("工匠",)], 50)] == expected
     finally:
         store.close()
 

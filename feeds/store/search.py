@@ -105,14 +105,15 @@ def term_grams(term: str) -> set[str]:
     return grams([term]) if len(term) == 1 else {gram for gram in grams([term]) if len(gram) == 8}
 
 
-def matches(terms: Sequence[str], title: str, summary: str, content: str) -> bool:
-    """Whether every term is in the title, summary or the content's text (read only if needed: it is the costly one)."""
+def matches(terms: Sequence[Sequence[str]], title: str, summary: str, content: str) -> bool:
+    """Whether every term (one of its spellings) is in the title, summary or the content's text (read
+    only if needed: it is the costly one)."""
     title, summary = title.lower(), summary.lower()
     text = None
     for term in terms:
-        if term not in title and term not in summary:
+        if not any(spelling in title or spelling in summary for spelling in term):
             text = text if text is not None else "\n".join(html_lines(content)).lower()
-            if term not in text:
+            if not any(spelling in text for spelling in term):
                 return False
     return True
 
@@ -123,11 +124,12 @@ class Search:
     def __init__(self, db: Database):
         self.db = db
 
-    def newest(self, terms: Sequence[str], limit: int) -> list[Article]:
-        """``terms`` lower-cased, none empty or with whitespace."""
+    def newest(self, terms: Sequence[Sequence[str]], limit: int) -> list[Article]:
+        """The articles with every term, each given as its spellings (any one will do): lower-cased,
+        none empty or with whitespace."""
         from feeds.store.articles import article_select, to_article  # articles.py writes through this module
 
-        wanted = sorted(set().union(*map(term_grams, terms)))
+        wanted = [[sorted(term_grams(spelling)) for spelling in term] for term in terms]
         found: list[Article] = []
         with self.db.read() as conn:
             newest, oldest = conn.execute(sa.select(sa.select(sa.func.max(articles.c.published)).scalar_subquery(),
@@ -152,12 +154,24 @@ class Search:
                 span *= 2
         return found
 
-    def _candidates(self, weeks: list[str], wanted: list[str]) -> sa.TextClause:
-        """The articles of these weeks that have every wanted gram (a query of the index)."""
-        if self.db.dialect == "sqlite":
-            query = " OR ".join("(" + " AND ".join(f'"{week}{gram}"' for gram in wanted) + ")" for week in weeks)
+    def _candidates(self, weeks: list[str], wanted: list[list[list[str]]]) -> sa.TextClause:
+        """The articles of these weeks with, for every term, every gram of one of its spellings (a query of the index)."""
+        sqlite = self.db.dialect == "sqlite"
+        both, either = (" AND ", " OR ") if sqlite else (" & ", " | ")
+
+        def gram(week: str, code: str) -> str:
+            return f'"{week}{code}"' if sqlite else week + code
+
+        def every(parts: Iterable[str]) -> str:
+            return "(" + both.join(parts) + ")"
+
+        def any_of(parts: Iterable[str]) -> str:
+            return "(" + either.join(parts) + ")"
+
+        query = any_of(every(any_of(every(gram(week, code) for code in spelling) for spelling in term) for term in wanted)
+                       for week in weeks)
+        if sqlite:
             return sa.text("SELECT rowid FROM article_search WHERE article_search MATCH :query").bindparams(query=query)
-        query = " | ".join("(" + " & ".join(week + gram for gram in wanted) + ")" for week in weeks)
         return sa.text("SELECT article_pk FROM article_search WHERE grams @@ CAST(:query AS tsquery)").bindparams(query=query)
 
     # -- inside a write transaction ---------------------------------------------------
