@@ -238,13 +238,16 @@ class Catalog:
             link=self.settings.site.link,
             language=self.settings.site.language,
             updated=updated.astimezone(tz),
-            items=tuple(self._item(article, prefix) for article, prefix in zip(articles, prefixes)),
+            items=self._items(articles, prefixes),
             hubs=() if history.archived else self.hubs,  # nothing to announce: archives hold still
             history=history,
         )
         return feed if variant is None else _in_variant(feed, variant)
 
-    def _item(self, article: Article, title_prefix: str) -> Item:
+    def _items(self, articles: list[Article], title_prefixes: list[str]) -> tuple[Item, ...]:
+        return tuple(map(self._item, articles, title_prefixes, self.store.labels.of(articles)))
+
+    def _item(self, article: Article, title_prefix: str, labels: tuple[Label, ...]) -> Item:
         tz = self.settings.tz
         return Item(
             guid=self.guid(article.id),
@@ -259,6 +262,7 @@ class Catalog:
             source_feed=self._source_feed(article.source),
             categories=(("/".join(article.category),) if article.category else ()) + article.tags,
             image=article.image,
+            labels=labels,
         )
 
     def _source_feed(self, source: Source | None) -> str | None:
@@ -327,6 +331,7 @@ def _in_variant(feed: Feed, variant: str) -> Feed:
             it, title=text(it.title), summary=text(it.summary), content_html=html_in_variant(it.content_html, variant),
             author=text(it.author) if it.author else None, categories=tuple(map(text, it.categories)),
             source=replace(it.source, name=text(it.source.name)) if it.source else None,
+            labels=tuple(replace(label, name=text(label.name)) for label in it.labels),
         )
 
     return replace(feed, title=text(feed.title), description=text(feed.description), publisher=text(feed.publisher),

@@ -195,6 +195,7 @@ class Item:
     source_feed: str | None  # this service's feed of the source, without extension
     categories: tuple[str, ...]
     image: str | None
+    labels: tuple[Label, ...] = ()  # its author's and tags' feeds, for pages
 
 
 @dataclass(frozen=True)

@@ -218,6 +218,7 @@ def template_helpers() -> dict[str, object]:
     return {
         "static_url": static_url,
         "preview_url": preview_url,
+        "label_preview_url": lambda label: preview_url(catalog().for_label(label)),
         "variant_links": variant_links,
         "local_time": local_time,
         "feed_urls": feed_urls,

@@ -238,3 +238,38 @@ def test_edits_and_deletions_keep_the_index_exact(searched):
         assert client.delete(f"/api/articles/{row['id']}", headers=AUTH).status_code == 200
     for query in ["工匠", "藏工", "纺织市场", "市场 纺织", "工会 会议", "apple", "会", "gdp 5g"]:
         assert search_ids(client, query) == brute_force(app, query.split(), 100), query
+
+
+def test_a_reader_in_taiwan_subscribes_to_union_news_from_a_domestic_page(database_url):
+    """From the 國內 page in Traditional characters, by its tag link or its keyword box, a reader
+    subscribes to 工會 news and gets exactly the articles a search shows, in Traditional characters."""
+    app = create_app(make_settings(database_url, api={"token": "s3cret"}))
+    client = app.test_client()
+    union = [article(id=f"u{i}", url=f"https://news.example.cn/u{i}.html", published=f"2024-04-0{i} 09:00:00",
+                     title=f"第{i}届全国总工会职工代表会议", tags=["工会", "职工"]) for i in range(1, 5)]
+    others = [article(id=f"o{i}", url=f"https://news.example.cn/o{i}.html", published=f"2024-04-0{i} 10:00:00",
+                      title=f"纺织市场第{i}季度报告", content="<p>市场平稳</p>", tags=["纺织"], author="李明")
+              for i in range(1, 5)]
+    try:
+        assert client.post("/api/articles", json=union + others, headers=AUTH).status_code in (200, 201)
+        domestic = lxml.html.fromstring(client.get("/feeds/category/redian/guonei.html?variant=zh-TW").data)
+        tag_page_url = domestic.xpath("//p[@class='tags']/a[text()='工會']/@href")[0]
+        assert tag_page_url == "/feeds/tag/gonghui.html?variant=zh-TW"
+        tag_page = lxml.html.fromstring(client.get(tag_page_url).data)
+        tag_feed_url = tag_page.xpath("//link[@rel='alternate' and @type='application/rss+xml']/@href")[0]
+        tag_feed = feedparser.parse(client.get(tag_feed_url).data)
+
+        form = domestic.xpath("//form[@role='search' and .//input[@name='q']]")[0]
+        asked = {"q": "工會", **{field.get("name"): field.get("value") for field in form.xpath(".//input[@type='hidden']")}}
+        search_page = lxml.html.fromstring(client.get(form.get("action"), query_string=asked).data)
+        search_feed_url = search_page.xpath("//link[@rel='alternate' and @type='application/rss+xml']/@href")[0]
+        search_feed = feedparser.parse(client.get(search_feed_url).data)
+
+        expected = [f"{app.extensions['feeds'].settings.site.guid_prefix}u{i}" for i in (4, 3, 2, 1)]
+        for feed in (tag_feed, search_feed):
+            assert feed.feed.language == "zh-TW"
+            assert [entry.id for entry in feed.entries] == expected
+            assert all("總工會" in entry.title and "总工会" not in entry.title for entry in feed.entries)
+        assert search_ids(client, "工会") == [f"u{i}" for i in (4, 3, 2, 1)] == brute_force(app, ["工會"], 100)
+    finally:
+        app.extensions["feeds"].store.close()

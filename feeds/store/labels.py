@@ -8,7 +8,7 @@ range scan, as a category's is.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -45,6 +45,20 @@ class Labels:
         with self.db.read() as conn:
             row = conn.execute(sa.select(labels.c.name).where(labels.c.kind == kind, labels.c.slug == slug)).first()
         return Label(kind, row.name, slug) if row else None  # type: ignore[arg-type]
+
+    def of(self, articles: Sequence[Article]) -> list[tuple[Label, ...]]:
+        """Each article's labels: its author, then its tags in its own order."""
+        def named(article: Article) -> list[Named]:
+            return [("author", article.author)] * bool(article.author) + [("tag", tag) for tag in article.tags]
+
+        found: dict[Named, Label] = {}
+        wanted = {name for article in articles for name in named(article)}
+        with self.db.read() as conn:
+            for kind in KINDS:
+                for chunk in chunks(sorted(name for k, name in wanted if k == kind)):
+                    query = sa.select(labels.c.name, labels.c.slug).where(labels.c.kind == kind, labels.c.name.in_(chunk))
+                    found.update(((kind, row.name), Label(kind, row.name, row.slug)) for row in conn.execute(query))  # type: ignore[arg-type]
+        return [tuple(found[name] for name in named(article) if name in found) for article in articles]
 
     def most_used(self, kind: str, limit: int | None = None) -> list[tuple[Label, int]]:
         """The labels of ``kind`` with how many articles each has, the most used first (then by slug)."""
