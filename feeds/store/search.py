@@ -3,8 +3,8 @@
 Full-text tokenizers split Chinese into nothing useful, so the index holds what any substring
 needs: each character and each pair of neighbouring characters of every field, lower-cased
 (Latin letters match regardless of case). A term of one character is then found exactly,
-a term of two by its one pair, a longer one by all its pairs, and the few articles that have
-the pairs but not the term are dropped by checking the text itself.
+a term of two by its one pair, a longer one by all its pairs; the few articles that have
+the pairs but not the longer term are dropped by checking the text itself.
 
 A reader wants the newest articles first, and neither index can hand its matches over in
 order of time: sorting every match is what makes a common word slow in a large archive. So
@@ -130,6 +130,7 @@ class Search:
         from feeds.store.articles import article_select, to_article  # articles.py writes through this module
 
         wanted = [[sorted(term_grams(spelling)) for spelling in term] for term in terms]
+        exact = all(len(spelling) <= 2 for term in terms for spelling in term)  # each its own gram: every candidate has it
         found: list[Article] = []
         with self.db.read() as conn:
             newest, oldest = conn.execute(sa.select(sa.select(sa.func.max(articles.c.published)).scalar_subquery(),
@@ -147,7 +148,7 @@ class Search:
                            .order_by(articles.c.published.desc(), articles.c.pk.desc()))
                 result = conn.execution_options(stream_results=True).execute(ordered)
                 while len(found) < limit and (rows := result.fetchmany(BATCH)):
-                    confirmed = (row for row in rows if matches(terms, row.title, row.summary, row.content))
+                    confirmed = rows if exact else (row for row in rows if matches(terms, row.title, row.summary, row.content))
                     found += map(to_article, itertools.islice(confirmed, limit - len(found)))
                 result.close()
                 last -= span
