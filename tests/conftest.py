@@ -49,8 +49,13 @@ def free_port() -> int:
 
 
 def reset_postgres(url: str) -> None:
+    """An empty schema, and no connection of an earlier test left open: the pools of apps a test
+    did not close would otherwise add up over the suite to the server's connection limit, and a
+    thread of one could write into the next test's tables."""
     engine = sa.create_engine(url)
     with engine.begin() as conn:
+        conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                             "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
         conn.execute(sa.text("DROP SCHEMA public CASCADE"))
         conn.execute(sa.text("CREATE SCHEMA public"))
     engine.dispose()
