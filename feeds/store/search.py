@@ -14,7 +14,7 @@ as enough articles are confirmed. Common words are found in a week or two, readi
 weeks' postings; a rare word widens to the whole archive in a few queries.
 
 A gram is written as letters and digits only (the week and each code point in base 36:
-"工会" in week 6,620 is ``53w4gv54kq``), so it is one token to any tokenizer and a query is
+"工会" in week 6,620 is ``53w0ijp0fmi``), so it is one token to any tokenizer and a query is
 never syntax. SQLite keeps the grams in an FTS5 table, PostgreSQL in a ``tsvector`` with a
 GIN index; both are written in the article's own transaction.
 """
