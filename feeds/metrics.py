@@ -21,6 +21,7 @@ flush=`` does: a poll then costs no system call of its own.
 """
 from __future__ import annotations
 
+import atexit
 import ipaddress
 import json
 import logging
@@ -29,6 +30,7 @@ import re
 import select
 import threading
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
@@ -63,14 +65,90 @@ UNMATCHED = "unmatched"
 
 
 def observe_request(route: str | None, status: int, seconds: float) -> None:
-    requests, duration = _request_series(route or UNMATCHED, status)
-    requests.inc()
-    duration.observe(seconds)
+    """Count one answered request and its duration, by URL rule (None: it matched none) and status."""
+    pending.request(route or UNMATCHED, status, seconds)
+
+
+def count_hit() -> None:
+    """Count a rendered-feed lookup that needed no rendering."""
+    pending.hit()
 
 
 @cache  # a few dozen (rule, status) pairs; labels() takes a lock and builds a key each time
 def _request_series(route: str, status: int) -> tuple[Any, Any]:
     return REQUESTS.labels(route, str(status)), REQUEST_SECONDS.labels(route)
+
+
+class Pending:
+    """Request counts and durations, and rendered-cache hits, kept in this process's memory and added to
+    their Prometheus series at least once a second, before this process answers a scrape, and at exit.
+
+    A poll then costs a few increments under one lock, where prometheus_client's own would take three
+    locks, and in multiprocess mode write three memory-mapped values. A scrape of another worker may
+    show up to a second less than has been answered; a process killed with SIGKILL loses that second.
+    """
+
+    def __init__(self, interval: float = 1.0):
+        self.interval = interval
+        self._bounds = REQUEST_SECONDS._upper_bounds  # the histogram's buckets, the last +Inf
+        self._lock = threading.Lock()
+        self._requests: dict[tuple[str, int], list[float]] = {}  # (route, status) -> [count, seconds, per bucket...]
+        self._hits = 0
+        self._started = False  # this process's flush thread (server workers are forked)
+        os.register_at_fork(after_in_child=self._forget)
+
+    def request(self, route: str, status: int, seconds: float) -> None:
+        bucket = 2 + bisect_left(self._bounds, seconds)  # observe()'s rule: the first bucket whose bound is >= seconds
+        with self._lock:
+            tally = self._requests.get((route, status))
+            if tally is None:
+                tally = self._requests[route, status] = [0] * (2 + len(self._bounds))
+            tally[0] += 1
+            tally[1] += seconds
+            tally[bucket] += 1
+        if not self._started:
+            self._start()
+
+    def hit(self) -> None:
+        with self._lock:
+            self._hits += 1
+
+    def flush(self) -> None:
+        with self._lock:
+            requests, self._requests = self._requests, {}
+            hits, self._hits = self._hits, 0
+        for (route, status), tally in requests.items():
+            counter, histogram = _request_series(route, status)
+            counter.inc(tally[0])
+            # prometheus_client observes one value at a time; these are the values observe() adds to
+            # (tests/test_ops.py compares the two).
+            histogram._sum.inc(tally[1])
+            for bucket, count in enumerate(tally[2:]):
+                if count:
+                    histogram._buckets[bucket].inc(count)
+        if hits:
+            CACHE_HITS.inc(hits)
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+        threading.Thread(target=self._flush_every, name="feeds-metrics-flush", daemon=True).start()
+        atexit.register(self.flush)
+
+    def _flush_every(self) -> None:
+        while True:
+            time.sleep(self.interval)
+            self.flush()
+
+    def _forget(self) -> None:
+        """In a forked child: the parent adds what it counted; this process starts from nothing."""
+        self._lock = threading.Lock()
+        self._requests, self._hits, self._started = {}, 0, False
+
+
+pending = Pending()
 
 
 def count_imports(via: str, **counts: int) -> None:
@@ -111,6 +189,7 @@ def endpoint(store: Store, allow: list[str]) -> Callable[[], Response]:
     def metrics() -> Response:
         if not _allowed(request.remote_addr, networks) or any(name in request.headers for name in PROXY_HEADERS):
             return Response("Metrics are not served to this address (metrics.allow).\n", status=403, mimetype="text/plain")
+        pending.flush()
         return Response(generate_latest(_Scrape(store)), content_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})
 
     return metrics
@@ -234,7 +313,7 @@ class BufferedLines(logging.Handler):
         self.fd = fd
         self.interval = interval
         self._lines: list[bytes | tuple[float, tuple[Any, ...]]] = []  # lines, and access lines yet to make
-        self._flusher: int | None = None  # the process whose flush thread runs
+        self._started = False  # this process's flush thread (server workers are forked)
         self._stamps = LineFormatter()
         os.register_at_fork(after_in_child=self._forget)
 
@@ -243,7 +322,7 @@ class BufferedLines(logging.Handler):
         written: a poll then costs a list append, not a log record and its formatting. A poller
         storm of the same answer is one line a batch (``_collapsed``)."""
         self._lines.append((created, fields))
-        if self._flusher != os.getpid():
+        if not self._started:
             self._start()
 
     def emit(self, record: logging.LogRecord) -> None:  # called holding self.lock
@@ -254,14 +333,14 @@ class BufferedLines(logging.Handler):
             return
         if record.levelno >= logging.WARNING:
             self.flush()
-        elif self._flusher != os.getpid():
+        elif not self._started:
             self._start()
 
     def _start(self) -> None:
         """The flush thread, on the first line in this process (server workers are forked)."""
         with self.lock:  # type: ignore[union-attr]
-            if self._flusher != os.getpid():
-                self._flusher = os.getpid()
+            if not self._started:
+                self._started = True
                 threading.Thread(target=self._flush_every, name="feeds-log-flush", daemon=True).start()
 
     def flush(self) -> None:
@@ -314,4 +393,4 @@ class BufferedLines(logging.Handler):
     def _forget(self) -> None:
         """In a forked child: the parent writes the lines it had; this process starts empty."""
         self._lines = []
-        self._flusher = None
+        self._started = False
