@@ -21,11 +21,15 @@ import brotli
 from feeds.cache import Cache, ChangeNews, Rendered
 from feeds.catalog import Catalog
 from feeds.config import Settings
-from feeds.metrics import CACHE_HITS, CACHE_MISSES, RENDER_SECONDS
+from feeds.metrics import CACHE_MISSES, RENDER_SECONDS, count_hit
 from feeds.store import Store
 from feeds.writers import render
 
 ENCODINGS = ("br", "gzip")
+
+# A scope's content version, and for hot lists the period of ``cache.hot_ttl`` they were ranked in:
+# what rendered feeds are kept under, and what a prepared answer to a poll holds good for.
+Stamp = tuple[int, int | None]
 
 
 def scope_of(path: str) -> str:
@@ -72,10 +76,19 @@ class RenderedFeeds:
         self.settings = settings
         self.news = news
 
-    def get(self, path: str, extension: str, limit: int, encoding: str = "identity", version: int | None = None,
+    def stamp(self, scope: str, version: int | None = None) -> Stamp:
+        """What the rendered feeds of ``scope`` are kept under now: the scope's content version (its current one,
+        or ``version`` when the caller read a newer one itself) and, for hot lists, the ``cache.hot_ttl`` period."""
+        if self.news is not None:  # from the first poll on, in each process (server workers are forked after start)
+            self.news.listen(self.store.versions.forget)
+        if version is None:
+            version = self.store.versions.current(scope)
+        return version, int(time.time() // self.settings.cache.hot_ttl) if scope == "hot" else None
+
+    def get(self, path: str, extension: str, limit: int, encoding: str = "identity", stamp: Stamp | None = None,
             variant: str | None = None) -> Rendered | None:
         """The feed at ``path`` in the format ``extension`` (and Traditional Chinese ``variant``), encoded; None when
-        there is no such feed. At its scope's current version, or at ``version`` when the caller read a newer one itself."""
+        there is no such feed. At its scope's ``stamp`` (by default, the current one)."""
 
         def make() -> tuple[bytes, float] | None:
             spec = self.catalog.resolve(path)
@@ -86,22 +99,18 @@ class RenderedFeeds:
                 body = render(feed, extension)
             return body, feed.updated.timestamp()
 
-        return self.made(f"{path}.{extension}?{limit}~{variant or ''}", scope_of(path), make, encoding, version)
+        return self.made(f"{path}.{extension}?{limit}~{variant or ''}", scope_of(path), make, encoding, stamp)
 
     def made(self, name: str, scope: str, make: Callable[[], tuple[bytes, float] | None], encoding: str = "identity",
-             version: int | None = None) -> Rendered | None:
-        """The bytes ``make`` gives (with their last change), kept under ``name`` at the current version of
+             stamp: Stamp | None = None) -> Rendered | None:
+        """The bytes ``make`` gives (with their last change), kept under ``name`` at the ``stamp`` of
         ``scope``: a feed, or anything else drawn from the feeds' content (the embeddable boxes)."""
-        if self.news is not None:  # from the first poll on, in each process (server workers are forked after start)
-            self.news.listen(self.store.versions.forget)
-        key = f"{name}@{self.store.versions.current(scope) if version is None else version}"
-        ttl = self.settings.cache.ttl
-        if scope == "hot":
-            ttl = self.settings.cache.hot_ttl
-            key += f"#{int(time.time() // ttl)}"
+        version, period = self.stamp(scope) if stamp is None else stamp
+        key = f"{name}@{version}" if period is None else f"{name}@{version}#{period}"
+        ttl = self.settings.cache.hot_ttl if scope == "hot" else self.settings.cache.ttl
         found = self.cache.get(f"{key}:{encoding}")
         if found is not None:
-            CACHE_HITS.inc()
+            count_hit()
             return found
         plain = self.cache.get(f"{key}:identity") if encoding != "identity" else None
         if plain is None:
@@ -113,7 +122,7 @@ class RenderedFeeds:
             plain = Rendered(body, etag_of(body), last_modified)
             self.cache.set(f"{key}:identity", plain, ttl)
         else:
-            CACHE_HITS.inc()  # rendered already; only compressed now
+            count_hit()  # rendered already; only compressed now
         if encoding == "identity":
             return plain
         encoded = Rendered(compress(plain.body, encoding), f"{plain.etag}-{encoding}", plain.last_modified)

@@ -6,6 +6,7 @@ has the bytes gets a 304 with no body.
 """
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -23,14 +24,15 @@ from feeds.cache import Rendered
 from feeds.catalog import Catalog, FeedSpec, search_terms
 from feeds.catalog import feed_url as catalog_feed_url
 from feeds.config import Settings
-from feeds.metrics import log_access, observe_request
+from feeds.metrics import count_hit, log_access, observe_request
 from feeds.model import Category
-from feeds.serving import ENCODINGS, etag_of
+from feeds.serving import ENCODINGS, Stamp, etag_of, scope_of
 from feeds.text import VARIANTS, in_variant
 from feeds.writers import FORMATS
 
 if TYPE_CHECKING:
     from feeds import Services
+    from feeds.stats import PollCounter
 
 bp = Blueprint("web", __name__)
 
@@ -62,21 +64,48 @@ def feed(feed_path: str) -> Response:
     if not dot or extension not in FORMATS:
         abort(404, description=f"No feed here. Feeds end in {', '.join('.' + e for e in FORMATS)}.")
     path = requested_path(path)
-    answered = feed_answer(current_app.extensions["feeds"], request.environ, path, extension, requested_limit(path),
-                           requested_variant())
-    if answered is None:
+    services = current_app.extensions["feeds"]
+    answer = feed_answer(services, request.environ, path, extension, requested_limit(path), requested_variant())
+    if answer is None:
         no_feed(path)
-    status, headers, body = answered
+    status, headers, body = answer.to(request.environ, services.stats)
     return Response(body, status, headers)
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A feed's answer to every poll of one URL in one encoding (and from one origin, where CORS depends on
+    it) while its content holds still, as it goes on the wire: made once per content version, not per poll."""
+
+    feed: str  # what poll counting calls the feed
+    scope: str
+    stamp: Stamp  # the content it shows: good while its scope's stamp is this one
+    etag: str
+    last_modified: float | None
+    fresh: tuple[tuple[str, str], ...]  # the headers of a 200
+    not_modified: tuple[tuple[str, str], ...]  # and of a 304
+    body: bytes
+
+    def to(self, environ: dict[str, Any], stats: PollCounter) -> tuple[int, list[tuple[str, str]], bytes]:
+        """The status, headers and body of one poll, a 304 when the client has these bytes; the poll counted.
+        The one place that decides them: Flask's view and the fast path both answer with it
+        (tests/test_fast_path.py holds them to the same bytes)."""
+        if client_has(self.etag, self.last_modified, environ):
+            status, headers, body = 304, self.not_modified, b""
+        else:
+            status, headers, body = 200, self.fresh, self.body
+        stats.record(self.feed, environ.get("REMOTE_ADDR", ""), environ.get("HTTP_USER_AGENT", ""), status)
+        return status, list(headers), body  # a copy: a WSGI layer outside may add to the list it is given
+
+
 def feed_answer(services: Services, environ: dict[str, Any], path: str, extension: str,
-                limit: int, variant: str | None = None) -> tuple[int, list[tuple[str, str]], bytes] | None:
-    """The status, headers and body of a poll of the feed at ``path``, as they go on the wire, and the
-    poll counted; None when there is no such feed. The one place that decides them: Flask's view and
-    the fast path both answer with it (tests/test_fast_path.py holds them to the same bytes)."""
+                limit: int, variant: str | None = None) -> Answer | None:
+    """The answer to polls of the feed at ``path`` (None when there is no such feed), at its content's
+    current stamp, in the encoding and for the origin ``environ`` asks with."""
     encoding = negotiated_encoding(environ.get("HTTP_ACCEPT_ENCODING", ""))
-    rendered = services.feeds.get(path, extension, limit, encoding, variant=variant)
+    scope = scope_of(path)
+    stamp = services.feeds.stamp(scope)
+    rendered = services.feeds.get(path, extension, limit, encoding, stamp, variant)
     if rendered is None:
         return None
     site = services.settings
@@ -85,13 +114,9 @@ def feed_answer(services: Services, environ: dict[str, Any], path: str, extensio
         catalog_feed_url(site, path, extension, variant), extension, encoding, rendered.etag, rendered.last_modified, len(rendered.body),
         tuple(cors_headers(environ, site)), () if archived else services.catalog.hubs,
         ARCHIVE_MAX_AGE if archived else site.feeds.max_age)
-    if client_has(rendered, environ):
-        status, headers, body = 304, not_modified, b""
-    else:
-        status, headers, body = 200, fresh, rendered.body
     # Keyword feeds are counted as one: their paths are anyone's text.
-    services.stats.record("search" if path.startswith("search/") else path, environ.get("REMOTE_ADDR", ""), environ.get("HTTP_USER_AGENT", ""), status)
-    return status, list(headers), body  # a copy: a WSGI layer outside may add to the list it is given
+    return Answer("search" if path.startswith("search/") else path, scope, stamp, rendered.etag, rendered.last_modified,
+                  fresh, not_modified, rendered.body)
 
 
 @lru_cache(maxsize=8192)  # made once per feed version, encoding and origin: polls ask for the same all day
@@ -114,56 +139,88 @@ def feed_headers(url: str, extension: str, encoding: str, etag: str, last_modifi
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 FAST_PATH_FAILURE = "feeds.fast_path_failure"
 _STATUS_LINES = {status: f"{status} {HTTPStatus(status).phrase}" for status in (200, 304)}
+Request = tuple[str, str, str, str | None]  # what a poll's answer depends on: path, query, Accept-Encoding, Origin
 
 
 class FastPolls:
     """The polling path in front of Flask: a WSGI layer that answers the polls it fully understands
-    (GET or HEAD of /feeds/<feed>.<format>, with no query or only ``?limit=``) with ``feed_answer``,
-    counted, measured and logged as Flask's view is, and hands every other request to Flask
-    unchanged. Most of what the service answers is a poll that finds nothing new; going through
-    Flask's request, routing and response objects cost it most of its time (bench/throughput.py).
+    (GET or HEAD of /feeds/<feed>.<format>, with no query or only ``?limit=``), counted, measured and
+    logged as Flask's view is, and hands every other request to Flask unchanged. Most of what the
+    service answers is a poll that finds nothing new; going through Flask's request, routing and
+    response objects cost it most of its time (bench/throughput.py).
+
+    Each URL's ``Answer`` is kept, by what it depends on, for as long as its content's stamp holds: a
+    poll of a known feed is then a dictionary lookup, a version check and a comparison of ETags.
 
     An unknown feed, a bad ``?limit=``, another query option or a failure go to Flask's view, whose
     errors and handlers answer them; a failure is handed over, not tried again (a database that is
     down would otherwise be waited for twice).
     """
 
-    def __init__(self, flask: WSGIApp, services: Services):
+    def __init__(self, flask: WSGIApp, services: Services, max_bytes: int = 32 * 1024 * 1024):
         self.flask = flask
         self.services = services
+        self.max_bytes = max_bytes  # of bodies: most are the cache's own bytes objects, shared
+        allowed = services.settings.cors.allow_origins
+        self._by_origin = bool(allowed) and "*" not in allowed  # only then do the headers depend on Origin
+        self._answers: dict[Request, Answer] = {}  # oldest first
+        self._bytes = 0
+        self._lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         started = time.perf_counter()
         method = environ["REQUEST_METHOD"]
-        target = environ.get("PATH_INFO", "")
-        query = environ.get("QUERY_STRING", "")
-        if (method not in ("GET", "HEAD") or not target.startswith("/feeds/") or not target.isascii()
-                or "//" in target or (query and not (query.startswith("limit=") and "&" not in query))):
+        if method != "GET" and method != "HEAD":
             return self.flask(environ, start_response)
-        path, dot, extension = target[7:].rpartition(".")
-        if not dot or extension not in FORMATS:
-            return self.flask(environ, start_response)
-        try:
-            found = feed_path_of(path, query)  # as Flask's view reads the URL: no second way in
-            limit = limit_of(path, query, self.services.settings)
-        except ValueError:  # Flask's view says what is allowed
-            return self.flask(environ, start_response)
-        if found is None:
-            return self.flask(environ, start_response)
-        try:
-            answered = feed_answer(self.services, environ, found, extension, limit)
-        except Exception as exc:  # noqa: BLE001 - handed to Flask, whose error handlers log and answer it
-            environ[FAST_PATH_FAILURE] = exc
-            return self.flask(environ, start_response)
-        if answered is None:
-            return self.flask(environ, start_response)
-        status, headers, body = answered
+        asked = (environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", ""), environ.get("HTTP_ACCEPT_ENCODING", ""),
+                 environ.get("HTTP_ORIGIN") if self._by_origin else None)
+        answer = self._answers.get(asked)
+        if answer is not None and self.services.feeds.stamp(answer.scope) == answer.stamp:
+            count_hit()
+        else:
+            try:
+                answer = self._answer(environ, *asked[:2])
+            except Exception as exc:  # noqa: BLE001 - handed to Flask, whose error handlers log and answer it
+                environ[FAST_PATH_FAILURE] = exc
+                return self.flask(environ, start_response)
+            if answer is None:
+                return self.flask(environ, start_response)
+            self._keep(asked, answer)
+        status, headers, body = answer.to(environ, self.services.stats)
         start_response(_STATUS_LINES[status], headers)
         sent = b"" if method == "HEAD" else body
         seconds = time.perf_counter() - started
         observe_request(FEED_RULE, status, seconds)
-        log_access(method, target, status, seconds, len(sent), environ.get("REMOTE_ADDR"))
+        log_access(method, asked[0], status, seconds, len(sent), environ.get("REMOTE_ADDR"))
         return [sent]
+
+    def _answer(self, environ: dict[str, Any], target: str, query: str) -> Answer | None:
+        """The answer to a poll of ``target`` as Flask's view would make it; None for what Flask must answer."""
+        if (not target.startswith("/feeds/") or not target.isascii() or "//" in target
+                or (query and not (query.startswith("limit=") and "&" not in query))):
+            return None
+        path, dot, extension = target[7:].rpartition(".")
+        if not dot or extension not in FORMATS:
+            return None
+        try:
+            found = feed_path_of(path, query)  # as Flask's view reads the URL: no second way in
+            limit = limit_of(path, query, self.services.settings)
+        except ValueError:  # Flask's view says what is allowed
+            return None
+        return None if found is None else feed_answer(self.services, environ, found, extension, limit)
+
+    def _keep(self, asked: Request, answer: Answer) -> None:
+        """Keep ``answer`` for later polls that ask the same, dropping the oldest kept beyond ``max_bytes``
+        (the path and the headers are anyone's text: what is kept must stay bounded)."""
+        with self._lock:
+            replaced = self._answers.pop(asked, None)
+            self._bytes += len(answer.body) - (len(replaced.body) if replaced else 0)
+            self._answers[asked] = answer
+            while self._bytes > self.max_bytes or len(self._answers) > MAX_ANSWERS:
+                self._bytes -= len(self._answers.pop(next(iter(self._answers))).body)
+
+
+MAX_ANSWERS = 100_000
 
 
 @bp.get("/feeds.opml", provide_automatic_options=False)
@@ -295,22 +352,22 @@ def answer(rendered: Rendered, content_type: str, max_age: int, headers: list[tu
     headers = [*(headers or ()), ("ETag", f'"{rendered.etag}"'), ("Cache-Control", f"public, max-age={max_age}")]
     if rendered.last_modified is not None:
         headers.append(("Last-Modified", http_date_of(rendered.last_modified)))
-    if client_has(rendered, request.environ):
+    if client_has(rendered.etag, rendered.last_modified, request.environ):
         return Response(status=304, headers=headers)
     return Response(rendered.body, headers=headers, content_type=content_type)
 
 
-def client_has(rendered: Rendered, environ: dict[str, str]) -> bool:
-    """Whether the client's validators say it has these bytes already.
+def client_has(etag: str, last_modified: float | None, environ: dict[str, str]) -> bool:
+    """Whether the client's validators say it has the bytes of this ``etag`` and ``last_modified`` already.
 
     When a client sends both validators, If-None-Match decides (RFC 9110 §13.2.2). Most
     pollers send back exactly the ETag they were given, which needs no parsing.
     """
     if_none_match = environ.get("HTTP_IF_NONE_MATCH")
     if if_none_match:
-        return if_none_match == f'"{rendered.etag}"' or parse_etags(if_none_match).contains_weak(rendered.etag)
+        return if_none_match == f'"{etag}"' or parse_etags(if_none_match).contains_weak(etag)
     since = parse_date(environ.get("HTTP_IF_MODIFIED_SINCE"))
-    return since is not None and rendered.last_modified is not None and int(rendered.last_modified) <= since.timestamp()
+    return since is not None and last_modified is not None and int(last_modified) <= since.timestamp()
 
 
 @lru_cache(maxsize=256)  # pollers ask with the same few query strings all day

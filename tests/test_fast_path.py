@@ -13,6 +13,7 @@ from typing import Any
 import brotli
 import pytest
 from flask import Flask
+from freezegun import freeze_time
 from werkzeug.http import http_date
 from werkzeug.test import Client
 
@@ -221,4 +222,43 @@ def test_behind_a_proxy_pollers_are_told_apart_by_their_forwarded_address(sqlite
     stats.flush()
     today = datetime.now(app.extensions["feeds"].settings.tz).date()
     assert [(day.requests, day.pollers) for day in app.extensions["feeds"].store.polls.feed_days(today, today)] == [(2, pollers)]
+    app.extensions["feeds"].store.close()
+
+
+def test_a_kept_answer_is_given_until_its_content_changes(paths):
+    """The second poll of a URL is answered from the kept answer, without asking the cache; a write makes
+    the next poll of any worker's answer the new content, and a hot list is ranked again each period."""
+    services = paths.app.extensions["feeds"]
+    first = paths.fast.get("/feeds/all.rss")
+    rendered = []
+    real_get = services.feeds.get
+    services.feeds.get = lambda *args, **kwargs: rendered.append(args) or real_get(*args, **kwargs)
+    again = paths.fast.get("/feeds/all.rss", headers={"If-None-Match": first.headers["ETag"]})
+    assert again.status_code == 304 and rendered == []  # the kept answer, and not even a cache lookup
+    assert paths.fast.post("/api/articles", headers={"Authorization": f"Bearer {TOKEN}"}, json=article(
+        id="new", url="https://news.example.cn/new.html", title="新的一条", published="2024-04-09 10:00:00")).status_code == 201
+    changed = paths.fast.get("/feeds/all.rss", headers={"If-None-Match": first.headers["ETag"]})
+    assert changed.status_code == 200 and "新的一条" in changed.get_data(as_text=True) and len(rendered) == 1
+    hot = paths.fast.get("/feeds/hot/daily.rss")
+    assert paths.fast.get("/feeds/hot/daily.rss").status_code == 200 and len(rendered) == 2
+    with freeze_time(datetime.now(timezone.utc) + timedelta(seconds=services.settings.cache.hot_ttl)):
+        assert paths.fast.get("/feeds/hot/daily.rss").status_code == 200
+    assert [args[0] for args in rendered] == ["all", "hot/daily", "hot/daily"]  # looked up again in the next period
+    assert paths.reached_flask == ["/api/articles"] and hot.status_code == 200
+
+
+def test_kept_answers_stay_within_their_bound(sqlite_url):
+    app = make_app(sqlite_url, ["*"])
+    fast = app.wsgi_app
+    client = Client(app)
+    size = len(client.get("/feeds/all.rss", headers={"Accept-Encoding": "identity"}).get_data())
+    fast.max_bytes = 3 * size + size // 2
+    for limit in range(1, 6):  # each ?limit= its own answer: all.rss?limit=5 holds the same five articles as all.rss
+        assert client.get(f"/feeds/all.rss?limit={limit}", headers={"Accept-Encoding": "identity"}).status_code == 200
+    kept = list(fast._answers)
+    assert ("/feeds/all.rss", "", "identity", None) not in kept and fast._bytes == sum(len(answer.body) for answer in fast._answers.values()) <= fast.max_bytes
+    assert kept[-1][:2] == ("/feeds/all.rss", "limit=5")  # the newest stay; the oldest went first
+    for junk in range(200):  # anyone's Accept-Encoding text: each is a kept answer of its own, within the bound
+        assert client.get("/feeds/all.rss?limit=1", headers={"Accept-Encoding": f"x-{junk}"}).status_code == 200
+    assert fast._bytes <= fast.max_bytes
     app.extensions["feeds"].store.close()

@@ -35,7 +35,7 @@ from feeds.catalog import hub_address
 from feeds.config import Settings
 from feeds.errors import StoreUnavailable
 from feeds.model import Intent, Owed, Sent
-from feeds.serving import RenderedFeeds
+from feeds.serving import RenderedFeeds, scope_of
 from feeds.store import Store
 from feeds.websub.hub import parse_topic
 from feeds.websub.outbound import Refused, networks, request
@@ -136,7 +136,8 @@ class Distributor:
 
     def _deliver(self, owed: Owed) -> Sent:
         topic = parse_topic(owed.topic, self.settings)
-        rendered = None if topic is None else self.feeds.get(topic.path, topic.extension, topic.limit, version=owed.version,
+        rendered = None if topic is None else self.feeds.get(topic.path, topic.extension, topic.limit,
+                                                                 stamp=self.feeds.stamp(scope_of(topic.path), owed.version),
                                                                  variant=topic.variant)
         if topic is None or rendered is None:  # the feed is gone: nothing to send
             return Sent(owed, "unchanged")
