@@ -64,9 +64,10 @@ access_log = logging.getLogger("feeds.access")
 UNMATCHED = "unmatched"
 
 
-def observe_request(route: str | None, status: int, seconds: float) -> None:
-    """Count one answered request and its duration, by URL rule (None: it matched none) and status."""
-    pending.request(route or UNMATCHED, status, seconds)
+def observe_request(route: str | None, status: int, seconds: float, cache_hit: bool = False) -> None:
+    """Count one answered request and its duration, by URL rule (None: it matched none) and status; and
+    with ``cache_hit``, a rendered-feed lookup that it answered without one (a kept answer)."""
+    pending.request(route or UNMATCHED, status, seconds, cache_hit)
 
 
 def count_hit() -> None:
@@ -97,9 +98,10 @@ class Pending:
         self._started = False  # this process's flush thread (server workers are forked)
         os.register_at_fork(after_in_child=self._forget)
 
-    def request(self, route: str, status: int, seconds: float) -> None:
+    def request(self, route: str, status: int, seconds: float, cache_hit: bool = False) -> None:
         bucket = 2 + bisect_left(self._bounds, seconds)  # observe()'s rule: the first bucket whose bound is >= seconds
         with self._lock:
+            self._hits += cache_hit
             tally = self._requests.get((route, status))
             if tally is None:
                 tally = self._requests[route, status] = [0] * (2 + len(self._bounds))

@@ -24,7 +24,7 @@ from feeds.cache import Rendered
 from feeds.catalog import Catalog, FeedSpec, search_terms
 from feeds.catalog import feed_url as catalog_feed_url
 from feeds.config import Settings
-from feeds.metrics import count_hit, log_access, observe_request
+from feeds.metrics import log_access, observe_request
 from feeds.model import Category
 from feeds.serving import ENCODINGS, Stamp, etag_of, scope_of
 from feeds.text import VARIANTS, in_variant
@@ -175,22 +175,22 @@ class FastPolls:
         asked = (environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", ""), environ.get("HTTP_ACCEPT_ENCODING", ""),
                  environ.get("HTTP_ORIGIN") if self._by_origin else None)
         answer = self._answers.get(asked)
-        if answer is not None and self.services.feeds.stamp(answer.scope) == answer.stamp:
-            count_hit()
-        else:
-            try:
+        try:
+            kept = answer is not None and self.services.feeds.stamp(answer.scope) == answer.stamp
+            if not kept:
                 answer = self._answer(environ, *asked[:2])
-            except Exception as exc:  # noqa: BLE001 - handed to Flask, whose error handlers log and answer it
-                environ[FAST_PATH_FAILURE] = exc
-                return self.flask(environ, start_response)
-            if answer is None:
-                return self.flask(environ, start_response)
+        except Exception as exc:  # noqa: BLE001 - handed to Flask, whose error handlers log and answer it
+            environ[FAST_PATH_FAILURE] = exc
+            return self.flask(environ, start_response)
+        if answer is None:
+            return self.flask(environ, start_response)
+        if not kept:
             self._keep(asked, answer)
         status, headers, body = answer.to(environ, self.services.stats)
         start_response(_STATUS_LINES[status], headers)
         sent = b"" if method == "HEAD" else body
         seconds = time.perf_counter() - started
-        observe_request(FEED_RULE, status, seconds)
+        observe_request(FEED_RULE, status, seconds, cache_hit=kept)
         log_access(method, asked[0], status, seconds, len(sent), environ.get("REMOTE_ADDR"))
         return [sent]
 

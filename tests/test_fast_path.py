@@ -158,10 +158,14 @@ def test_a_failure_is_answered_by_flasks_error_handlers_and_tried_once(paths, mo
         calls.append(args)
         raise StoreUnavailable("the database is away")
 
+    assert paths.fast.get("/feeds/all.rss?limit=1").status_code == 200  # an answer kept from before
     monkeypatch.setattr(RenderedFeeds, "get", down)
     response = paths.fast.get("/feeds/all.rss")
     assert response.status_code == 503 and response.headers["Retry-After"] == "5"
     assert len(calls) == 1 and paths.reached_flask == ["/feeds/all.rss"]
+    monkeypatch.setattr(RenderedFeeds, "stamp", down)  # the version check of a kept answer fails alike
+    response = paths.fast.get("/feeds/all.rss?limit=1")
+    assert response.status_code == 503 and len(calls) == 2 and paths.reached_flask == ["/feeds/all.rss", "/feeds/all.rss?limit=1"]
 
 
 def test_fast_polls_are_counted_measured_and_logged(database_url, caplog):
