@@ -1,11 +1,15 @@
 """Served throughput of polls with wrk: `feeds serve` beside the same app on gunicorn, a bare-Flask
-floor, nginx serving the same bytes as static files, and Django's syndication framework.
+floor, granian with no app work, nginx serving the same bytes as static files, and Django's
+syndication framework.
 
 One SQLite store (``bench/_data.py``, ``--articles`` articles, the newest with ~4 KB items)
-serves ``/feeds/category/<slug>.rss?limit=<--limit>`` (about 8 KB) from five servers at once on 127.0.0.1:
+serves ``/feeds/category/<slug>.rss?limit=<--limit>`` (about 8 KB) from six servers at once on 127.0.0.1:
 
 - **feeds serve**: ``feeds serve --workers W --threads T`` as the README starts it: granian, with
   the polling fast path (``feeds.web.FastPolls``) in front of Flask;
+- **granian, no app work (server floor)**: a plain WSGI callable answering with the very bytes and
+  headers ``feeds serve`` gives (200 and 304, each encoding) from memory, under granian with the same
+  workers and threads: how fast the server goes when the app does nothing;
 - **feeds on gunicorn**: ``feeds:create_app()`` under gunicorn (gthread, ``-w W --threads T``),
   the server ``feeds serve`` ran before: the same app, so the difference is the server;
 - **bare Flask (floor)**: a few lines of Flask returning the same bytes (and gzip bytes,
@@ -20,7 +24,7 @@ Five cases, each run against every server in turn (so the machine's noise falls 
 alike): cache-hit 200s in identity, gzip and br, and 304s (``If-None-Match`` of that server's
 ETag) in identity and gzip. Each is ``wrk -t2 -c32 -d5s --latency`` after a 1 s warm-up of the
 same command, and the whole sequence is run ``--rounds`` times. A row shows the median over
-the rounds; "vs nginx" and "vs floor" are the median of each round's ratio to that server
+the rounds; "vs nginx", "vs server floor" and "vs Flask floor" are the median of each round's ratio to that server
 measured just before or after it, which holds on a machine whose speed drifts from one minute
 to the next. "CPU µs" is the CPU time the server's processes used (``/proc``, all of them:
 master and workers) per request answered. A run in which one worker did more than
@@ -46,6 +50,7 @@ import argparse
 import cProfile
 import gzip
 import io
+import json
 import os
 import pstats
 import re
@@ -102,6 +107,24 @@ def feed(path):
     response.cache_control.max_age = 300
     response.vary.add("Accept-Encoding")
     return response
+'''
+
+GRANIAN_FLOOR_APP = '''
+"""The server floor: a plain WSGI callable answering with the service's own bytes and headers, from memory."""
+import json
+from pathlib import Path
+
+ANSWERS = {encoding: (bytes.fromhex(body), [tuple(h) for h in fresh], [tuple(h) for h in not_modified], etag)
+           for encoding, (body, fresh, not_modified, etag) in json.loads((Path(__file__).parent / "answers.json").read_text()).items()}
+
+
+def app(environ, start_response):
+    body, fresh, not_modified, etag = ANSWERS.get(environ.get("HTTP_ACCEPT_ENCODING", ""), ANSWERS["identity"])
+    if environ.get("HTTP_IF_NONE_MATCH") == etag:
+        start_response("304 Not Modified", list(not_modified))
+        return [b""]
+    start_response("200 OK", list(fresh))
+    return [body]
 '''
 
 DJANGO_APP = '''
@@ -398,6 +421,27 @@ def feeds_serve(name: str, tmp: Path, args: argparse.Namespace, env: dict[str, s
     return Server(name, port, process)
 
 
+def granian_floor(tmp: Path, feeds: Server, path: str, args: argparse.Namespace, env: dict[str, str]) -> Server:
+    """granian answering with the bytes and headers ``feeds`` gives for ``path`` (200 and 304, each encoding), from
+    memory with no other work: how fast the server itself goes, with the same workers and threads."""
+    answers = {}
+    for encoding in ("identity", "gzip", "br"):
+        status, headers, body = fetch(feeds.url(path), {"Accept-Encoding": encoding})
+        etag = headers["ETag"]
+        _, not_modified, _ = fetch(feeds.url(path), {"Accept-Encoding": encoding, "If-None-Match": etag})
+        drop = ("date", "server", "transfer-encoding")
+        answers[encoding] = (body.hex(), [(k, v) for k, v in headers.items() if k.lower() not in drop],
+                             [(k, v) for k, v in not_modified.items() if k.lower() not in drop], etag)
+    (tmp / "answers.json").write_text(json.dumps(answers))
+    (tmp / "granian_floor.py").write_text(GRANIAN_FLOOR_APP)
+    port = free_port()
+    command = [sys.executable, "-m", "granian", "--interface", "wsgi", "--workers", str(args.workers), "--blocking-threads",
+               str(args.threads), "--no-ws", "--port", str(port), "--log-level", "warning", "granian_floor:app"]
+    process = subprocess.Popen(command, cwd=tmp, env=env, stdout=(tmp / f"{GRANIAN_FLOOR}.log").open("w"), stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    return Server(GRANIAN_FLOOR, port, process)
+
+
 def start_nginx(tmp: Path, root: Path, name: str) -> Server:
     """nginx serving ``root`` (files and their .gz), 2 workers, in the foreground, on a free port."""
     for folder in [root, *(p for p in root.rglob("*") if p.is_dir())]:
@@ -580,6 +624,7 @@ def profile(database_url: str, path: str, requests: int) -> tuple[list[tuple], s
 
 
 FEEDS_SERVE = "feeds serve (granian, fast path)"
+GRANIAN_FLOOR = "granian, no app work (server floor)"
 FEEDS_GUNICORN = "feeds on gunicorn (gthread)"
 FLOOR = "bare Flask on gunicorn (floor)"
 NGINX = "nginx (static files)"
@@ -649,6 +694,7 @@ def main() -> None:
         (tmp / "feed.etag").write_text(etag)
         c.log(f"feed: {len(plain):,} bytes, gzip {len(gz):,} bytes ({gz_headers.get('Content-Encoding')}), ETag {etag}")
 
+        servers.append(granian_floor(tmp, feeds, path, args, env))
         servers.append(gunicorn(FEEDS_GUNICORN, "feeds:create_app()", tmp, args, env))
         (tmp / "floor_app.py").write_text(FLOOR_APP)
         servers.append(gunicorn(FLOOR, "floor_app:app", tmp, args, env))
@@ -700,7 +746,7 @@ def main() -> None:
           f"no server access log (the package's own `feeds.access` line per request goes to the server's log file, as it "
           f"ships). Load: `wrk -t{args.wrk_threads} -c{args.connections} -d{args.duration:g}s --latency` after a "
           f"{args.warmup:g} s warm-up run of the same command, {args.rounds} rounds; medians over the rounds. \"vs nginx\", "
-          f"\"vs floor\" = the median of each round's req/s ÷ that server's req/s in the same case and round (nginx answers "
+          f"\"vs server floor\", \"vs Flask floor\" = the median of each round's req/s ÷ that server's req/s in the same case and round (nginx answers "
           f"`br` with no module for it: no row); \"CPU µs\" = CPU time of the server's processes per request.")
     print()
     by_name = {server.name: server for server in servers}
@@ -721,10 +767,10 @@ def main() -> None:
             rows.append((case, server.name, f"{c.median([r['rps'] for r in runs]):,.0f}",
                          f"{c.median([r['cpu_us'] for r in runs]):.0f}",
                          f"{c.median([r['p50'] for r in runs]):.2f}", f"{c.median([r['p99'] for r in runs]):.2f}",
-                         ratio(server, NGINX, case), ratio(server, FLOOR, case),
+                         ratio(server, NGINX, case), ratio(server, GRANIAN_FLOOR, case), ratio(server, FLOOR, case),
                          " / ".join(f"{r['rps']:,.0f}" for r in runs), server.checks[case] + (f"; {bad}" if bad else "")))
-    print(c.table(("case", "server", "req/s", "CPU µs", "p50 ms", "p99 ms", "vs nginx", "vs floor", "req/s by round",
-                   "check: status, body"), rows, "llrrrrrrrl"))
+    print(c.table(("case", "server", "req/s", "CPU µs", "p50 ms", "p99 ms", "vs nginx", "vs server floor", "vs Flask floor",
+                   "req/s by round", "check: status, body"), rows, "llrrrrrrrrl"))
     print()
     print(f"At a fixed rate (`wrk -c20` with a Lua `delay()` of {max(1, round(20000 / args.rate))} ms per connection "
           f"between requests, about {args.rate:,} req/s; wrk2 is not in Debian; the latencies are of each request as sent, "
