@@ -236,13 +236,15 @@ def log_access(method: str, path: str, status: int, seconds: float, sent: int | 
     """The access line of one answered request (``sent``: body bytes, None when not known)."""
     if not access_log.isEnabledFor(logging.INFO):
         return
-    fields = (method, path, status, seconds, "-" if sent is None else sent, client or "-")
+    answer = (method, path, status, "-" if sent is None else sent, client or "-")
     if _access_lines is not None:  # the package's own handler: the line is made when its batch is written
-        _access_lines.access(time.time(), fields)
+        _access_lines.access(time.time(), answer, seconds)
         return
     # makeRecord and handle, not info(): an access line needs no caller's file and line,
     # whose lookup walks the stack on every request.
-    access_log.handle(access_log.makeRecord(access_log.name, logging.INFO, "", 0, access_line(*fields), (), None))
+    method, path, status, sent, client = answer
+    line = access_line(method, path, status, seconds, sent, client)
+    access_log.handle(access_log.makeRecord(access_log.name, logging.INFO, "", 0, line, (), None))
 
 
 def access_line(method: str, path: str, status: int, seconds: float, sent: int | str, client: str) -> str:
@@ -314,25 +316,38 @@ class BufferedLines(logging.Handler):
         super().__init__()
         self.fd = fd
         self.interval = interval
-        self._lines: list[bytes | tuple[float, tuple[Any, ...]]] = []  # lines, and access lines yet to make
+        self._lines: list[bytes | list[Any]] = []  # lines, and access lines yet to make: [created, answer, longest, count]
+        self._answers: dict[tuple[Any, ...], list[Any]] = {}  # this batch's access lines, by answer
+        self._batch = threading.Lock()  # what access lines are added under: not logging's RLock, which costs more
         self._started = False  # this process's flush thread (server workers are forked)
         self._stamps = LineFormatter()
         os.register_at_fork(after_in_child=self._forget)
 
-    def access(self, created: float, fields: tuple[Any, ...]) -> None:
-        """An access line (``access_line``'s fields), made in ``LINE_FORMAT`` when its batch is
-        written: a poll then costs a list append, not a log record and its formatting. A poller
-        storm of the same answer is one line a batch (``_collapsed``)."""
-        self._lines.append((created, fields))
+    def access(self, created: float, answer: tuple[Any, ...], seconds: float) -> None:
+        """The access line of an ``answer`` (method, path, status, bytes and client) that took ``seconds``, made in
+        ``LINE_FORMAT`` when its batch is written: a poll costs a dict lookup, not a log record and its formatting.
+        The same answer given again in the batch (a poller storm) is one line, where it was first given, with its
+        ``count`` and longest ``duration_ms``: counted as it comes, so that a flush has only distinct lines to make
+        (it holds Python's lock meanwhile, and polls wait for it)."""
+        with self._batch:
+            seen = self._answers.get(answer)
+            if seen is None:
+                self._answers[answer] = seen = [created, answer, seconds, 0]
+                self._lines.append(seen)
+            elif seconds > seen[2]:
+                seen[2] = seconds
+            seen[3] += 1
         if not self._started:
             self._start()
 
     def emit(self, record: logging.LogRecord) -> None:  # called holding self.lock
         try:
-            self._lines.append((self.format(record) + "\n").encode("utf-8", "backslashreplace"))
+            line = (self.format(record) + "\n").encode("utf-8", "backslashreplace")
         except Exception:
             self.handleError(record)
             return
+        with self._batch:
+            self._lines.append(line)
         if record.levelno >= logging.WARNING:
             self.flush()
         elif not self._started:
@@ -348,9 +363,10 @@ class BufferedLines(logging.Handler):
     def flush(self) -> None:
         # Under the lock, so batches go out in order; polls wait for it once a batch, not once a line.
         with self.lock:  # type: ignore[union-attr]
-            lines, self._lines = self._lines, []  # one step: an access line added meanwhile is in one list or the other
+            with self._batch:
+                lines, self._lines, self._answers = self._lines, [], {}
             batch = b""
-            for line in self._collapsed(lines):
+            for line in map(self._made, lines):
                 if batch and len(batch) + len(line) > select.PIPE_BUF:
                     self._write(batch)
                     batch = b""
@@ -358,27 +374,13 @@ class BufferedLines(logging.Handler):
             if batch:
                 self._write(batch)
 
-    def _collapsed(self, lines: list[bytes | tuple[float, tuple[Any, ...]]]) -> list[bytes]:
-        """The batch's lines, its access lines made: the same answer (method, path, status, bytes and client) given
-        more than once in the batch is one line where it was first given, with its ``count`` and longest duration."""
-        same: dict[tuple[Any, ...], list[Any]] = {}  # answer -> [duration, count]
-        for line in lines:
-            if isinstance(line, tuple):
-                method, path, status, seconds, sent, client = line[1]
-                seen = same.setdefault((method, path, status, sent, client), [seconds, 0])
-                seen[0], seen[1] = max(seen[0], seconds), seen[1] + 1
-        made = []
-        for line in lines:
-            if isinstance(line, tuple):
-                method, path, status, _, sent, client = line[1]
-                seen = same.pop((method, path, status, sent, client), None)
-                if seen is None:
-                    continue  # written with the first of its kind
-                text = access_line(method, path, status, seen[0], sent, client)
-                text += f" count={seen[1]}" if seen[1] > 1 else ""
-                line = f"{self._stamps.stamp(line[0])} INFO {access_log.name} {text}\n".encode("utf-8", "backslashreplace")
-            made.append(line)
-        return made
+    def _made(self, line: bytes | list[Any]) -> bytes:
+        """A line of the batch as written: an access line made from its answer, count and longest duration."""
+        if isinstance(line, bytes):
+            return line
+        created, (method, path, status, sent, client), seconds, count = line
+        text = access_line(method, path, status, seconds, sent, client) + (f" count={count}" if count > 1 else "")
+        return f"{self._stamps.stamp(created)} INFO {access_log.name} {text}\n".encode("utf-8", "backslashreplace")
 
     def _write(self, data: bytes) -> None:
         try:
@@ -394,5 +396,4 @@ class BufferedLines(logging.Handler):
 
     def _forget(self) -> None:
         """In a forked child: the parent writes the lines it had; this process starts empty."""
-        self._lines = []
-        self._started = False
+        self._lines, self._answers, self._batch, self._started = [], {}, threading.Lock(), False

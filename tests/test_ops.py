@@ -187,9 +187,9 @@ def test_access_lines_are_made_when_written_and_the_same_answer_is_one_line_a_ba
     logger, handler, written = buffered(interval=60)
     logger.info("before")
     for seconds in (0.001, 0.004, 0.002):
-        handler.access(1712220000.25, ("GET", "/feeds/all.rss", 304, seconds, 0, "127.0.0.1"))
-    handler.access(1712220000.5, ("GET", "/feeds/all.rss", 200, 0.003, 9295, "127.0.0.1"))
-    handler.access(1712220000.75, ("HEAD", "/feeds/a b.rss", 200, 0.001, 0, "::1"))
+        handler.access(1712220000.25, ("GET", "/feeds/all.rss", 304, 0, "127.0.0.1"), seconds)
+    handler.access(1712220000.5, ("GET", "/feeds/all.rss", 200, 9295, "127.0.0.1"), 0.003)
+    handler.access(1712220000.75, ("HEAD", "/feeds/a b.rss", 200, 0, "::1"), 0.001)
     logger.info("after")
     handler.flush()
     lines = written().decode().splitlines()
