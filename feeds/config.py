@@ -110,7 +110,7 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 2
-    threads: int = 4
+    threads: int = 1
     proxies: int = 0  # proxies in front that set X-Forwarded-For/-Proto/-Host, each appending its own hop
 
 
