@@ -3,10 +3,12 @@ floor, granian with no app work, nginx serving the same bytes as static files, a
 syndication framework.
 
 One SQLite store (``bench/_data.py``, ``--articles`` articles, the newest with ~4 KB items)
-serves ``/feeds/category/<slug>.rss?limit=<--limit>`` (about 8 KB) from six servers at once on 127.0.0.1:
+serves ``/feeds/category/<slug>.rss?limit=<--limit>`` (about 8 KB) from seven servers at once on 127.0.0.1:
 
 - **feeds serve**: ``feeds serve --workers W --threads T`` as the README starts it: granian, with
-  the polling fast path (``feeds.web.FastPolls``) in front of Flask;
+  the polling fast path (``feeds.web.FastPolls``) in front of Flask, with its default workers and threads;
+- **feeds serve --threads N** (``--more-threads``, 4 unless 0): the same with more threads a worker, which
+  take turns holding Python's lock;
 - **granian, no app work (server floor)**: a plain WSGI callable answering with the very bytes and
   headers ``feeds serve`` gives (200 and 304, each encoding) from memory, under granian with the same
   workers and threads: how fast the server goes when the app does nothing;
@@ -75,6 +77,7 @@ from render import BIG_CONTENT  # noqa: E402
 
 import brotli  # noqa: E402
 
+from feeds.config import ServerSettings  # noqa: E402
 from feeds.store import Store  # noqa: E402
 from feeds.store.schema import articles  # noqa: E402
 
@@ -411,12 +414,12 @@ def check(server: Server, path: str, case: str, plain: bytes) -> str:
     return note
 
 
-def feeds_serve(name: str, tmp: Path, args: argparse.Namespace, env: dict[str, str]) -> Server:
+def feeds_serve(name: str, tmp: Path, args: argparse.Namespace, env: dict[str, str], threads: int | None = None) -> Server:
     """``feeds serve`` as the README starts it (granian, the fast path in front of Flask)."""
     port = free_port()
     log = tmp / f"{name}.log"
     command = [sys.executable, "-m", "feeds", "serve", "--port", str(port), "--workers", str(args.workers),
-               "--threads", str(args.threads)]
+               "--threads", str(threads or args.threads)]
     process = subprocess.Popen(command, cwd=tmp, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
     return Server(name, port, process)
 
@@ -429,7 +432,7 @@ def granian_floor(tmp: Path, feeds: Server, path: str, args: argparse.Namespace,
         status, headers, body = fetch(feeds.url(path), {"Accept-Encoding": encoding})
         etag = headers["ETag"]
         _, not_modified, _ = fetch(feeds.url(path), {"Accept-Encoding": encoding, "If-None-Match": etag})
-        drop = ("date", "server", "transfer-encoding")
+        drop = ("date", "server", "transfer-encoding", "connection")  # urllib asked to close; wrk keeps connections
         answers[encoding] = (body.hex(), [(k, v) for k, v in headers.items() if k.lower() not in drop],
                              [(k, v) for k, v in not_modified.items() if k.lower() not in drop], etag)
     (tmp / "answers.json").write_text(json.dumps(answers))
@@ -624,6 +627,7 @@ def profile(database_url: str, path: str, requests: int) -> tuple[list[tuple], s
 
 
 FEEDS_SERVE = "feeds serve (granian, fast path)"
+FEEDS_MORE_THREADS = "feeds serve --threads %d"
 GRANIAN_FLOOR = "granian, no app work (server floor)"
 FEEDS_GUNICORN = "feeds on gunicorn (gthread)"
 FLOOR = "bare Flask on gunicorn (floor)"
@@ -636,8 +640,13 @@ def main() -> None:
     parser.add_argument("--articles", type=int, default=10_000, help="articles in the store (default 10000)")
     parser.add_argument("--category", default="caijing", help="category slug path (default caijing)")
     parser.add_argument("--limit", type=int, default=2, help="items of the polled feed (default 2: about 8 KB)")
-    parser.add_argument("--workers", type=int, default=2, help="workers of every Python server (default 2)")
-    parser.add_argument("--threads", type=int, default=4, help="threads per worker (default 4)")
+    defaults = ServerSettings()
+    parser.add_argument("--workers", type=int, default=defaults.workers,
+                        help=f"workers of every Python server (default {defaults.workers}, as feeds serve's)")
+    parser.add_argument("--threads", type=int, default=defaults.threads,
+                        help=f"threads per worker of every Python server (default {defaults.threads}, as feeds serve's)")
+    parser.add_argument("--more-threads", type=int, default=4,
+                        help="also run feeds serve with this many threads per worker (default 4; 0: not)")
     parser.add_argument("--duration", type=float, default=5, help="seconds of each timed wrk run (default 5)")
     parser.add_argument("--warmup", type=float, default=1, help="seconds of the untimed wrk run before each (default 1)")
     parser.add_argument("--rounds", type=int, default=3, help="times every case is run against every server (default 3)")
@@ -695,6 +704,8 @@ def main() -> None:
         c.log(f"feed: {len(plain):,} bytes, gzip {len(gz):,} bytes ({gz_headers.get('Content-Encoding')}), ETag {etag}")
 
         servers.append(granian_floor(tmp, feeds, path, args, env))
+        if args.more_threads:
+            servers.append(feeds_serve(FEEDS_MORE_THREADS % args.more_threads, tmp, args, env, args.more_threads))
         servers.append(gunicorn(FEEDS_GUNICORN, "feeds:create_app()", tmp, args, env))
         (tmp / "floor_app.py").write_text(FLOOR_APP)
         servers.append(gunicorn(FLOOR, "floor_app:app", tmp, args, env))
@@ -729,7 +740,8 @@ def main() -> None:
                     server.results[case].append(result)
                     c.log(f"round {round_} {case} {server.name}: {result['rps']:.0f} req/s, {result['cpu_us']:.0f} CPU µs/request, "
                           f"p50 {result['p50']:.2f} ms, p99 {result['p99']:.2f} ms {result['bad']}")
-        latency = fixed_rate([s for s in servers if s.name in (FEEDS_SERVE, FEEDS_GUNICORN, NGINX)], path, tmp, args)
+        latency = fixed_rate([s for s in servers if s.name in (FEEDS_SERVE, FEEDS_MORE_THREADS % args.more_threads, FEEDS_GUNICORN, NGINX)],
+                             path, tmp, args)
         stop(servers)
         if has_nginx:
             many, many_note = many_feeds(tmp, args, env)
