@@ -11,6 +11,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from feeds.store import Store
 from tests.conftest import article
 from tests.test_serve import free_port, wait_until_up
@@ -31,14 +33,15 @@ def fetch(url: str, body: bytes | None = None) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
-def test_readers_and_a_writer_at_once(database_url: str, tmp_path: Path):
+@pytest.mark.parametrize("threads", [[], ["--threads", "4"]], ids=["default-threads", "4-threads"])
+def test_readers_and_a_writer_at_once(database_url: str, tmp_path: Path, threads: list[str]):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {**os.environ, "FEEDS_DATABASE_URL": database_url, "FEEDS_BASE_URL": base, "FEEDS_API_TOKEN": "s3cret",
            "FEEDS_CONFIG": os.devnull}
     log = tmp_path / "server.log"
     with log.open("wb") as errors:
-        process = subprocess.Popen([sys.executable, "-m", "feeds", "serve", "--port", str(port), "--workers", "2", "--threads", "4"],
+        process = subprocess.Popen([sys.executable, "-m", "feeds", "serve", "--port", str(port), "--workers", "2", *threads],
                                    env=env, stdout=subprocess.DEVNULL, stderr=errors)
     try:
         wait_until_up(f"{base}/healthz", process)
