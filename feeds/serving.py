@@ -28,7 +28,7 @@ from feeds.writers import render
 ENCODINGS = ("br", "gzip")
 
 # A scope's content version, and for hot lists the period of ``cache.hot_ttl`` they were ranked in:
-# what rendered feeds are kept under, and what a prepared answer to a poll holds good for.
+# what rendered feeds are kept under, and what a kept answer to a poll (web.Answer) holds good for.
 Stamp = tuple[int, int | None]
 
 
