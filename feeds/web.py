@@ -144,15 +144,15 @@ Request = tuple[str, str, str, str | None]  # what a poll's answer depends on: p
 
 class FastPolls:
     """The polling path in front of Flask: a WSGI layer that answers the polls it fully understands
-    (GET or HEAD of /feeds/<feed>.<format>, with no query or only ``?limit=``), counted, measured and
-    logged as Flask's view is, and hands every other request to Flask unchanged. Most of what the
+    (GET or HEAD of /feeds/<feed>.<format>, with ``?limit=``, ``?variant=`` and a keyword feed's ``?q=``),
+    counted, measured and logged as Flask's view is, and hands every other request to Flask unchanged. Most of what the
     service answers is a poll that finds nothing new; going through Flask's request, routing and
     response objects cost it most of its time (bench/throughput.py).
 
     Each URL's ``Answer`` is kept, by what it depends on, for as long as its content's stamp holds: a
     poll of a known feed is then a dictionary lookup, a version check and a comparison of ETags.
 
-    An unknown feed, a bad ``?limit=``, another query option or a failure go to Flask's view, whose
+    An unknown feed, a bad ``?limit=``, ``?variant=`` or ``?q=``, or a failure go to Flask's view, whose
     errors and handlers answer them; a failure is handed over, not tried again (a database that is
     down would otherwise be waited for twice).
     """
@@ -196,18 +196,19 @@ class FastPolls:
 
     def _answer(self, environ: dict[str, Any], target: str, query: str) -> Answer | None:
         """The answer to a poll of ``target`` as Flask's view would make it; None for what Flask must answer."""
-        if (not target.startswith("/feeds/") or not target.isascii() or "//" in target
-                or (query and not (query.startswith("limit=") and "&" not in query))):
+        if not target.startswith("/feeds/") or not target.isascii() or "//" in target:
             return None
         path, dot, extension = target[7:].rpartition(".")
         if not dot or extension not in FORMATS:
             return None
-        try:
-            found = feed_path_of(path, query)  # as Flask's view reads the URL: no second way in
-            limit = limit_of(path, query, self.services.settings)
+        try:  # the URL read as Flask's view reads it, with the same functions: no second way in
+            found = feed_path_of(path, query)
+            if found is None:
+                return None
+            limit, variant = limit_of(found, query, self.services.settings), variant_of(query)
         except ValueError:  # Flask's view says what is allowed
             return None
-        return None if found is None else feed_answer(self.services, environ, found, extension, limit)
+        return feed_answer(self.services, environ, found, extension, limit, variant)
 
     def _keep(self, asked: Request, answer: Answer) -> None:
         """Keep ``answer`` for later polls that ask the same, dropping the oldest kept beyond ``max_bytes``

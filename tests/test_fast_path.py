@@ -70,7 +70,8 @@ def paths(request: pytest.FixtureRequest, database_url: str) -> Iterator[Paths]:
 
 FEEDS = ["/feeds/all.rss", "/feeds/category/redian.atom", "/feeds/source/hulianwang.json", "/feeds/hot/daily.rss",
          "/feeds/all.json?limit=1", "/feeds/category/redian/guonei.rss?limit=100", "/feeds/archive/all/1.atom",
-         "/feeds/archive/category/redian/2.rss"]
+         "/feeds/archive/category/redian/2.rss", "/feeds/all.rss?limit=2&variant=zh-TW", "/feeds/category/redian.atom?variant=zh-HK",
+         "/feeds/search.rss?q=%E7%AC%AC", "/feeds/search.json?q=%E7%AC%AC%203&variant=zh-TW&limit=1", "/feeds/all.rss?utm_source=app"]
 ENCODINGS = {"identity": "", "gzip": "gzip", "br": "br, gzip;q=0.5"}
 ORIGINS = [None, PARTNER, "https://elsewhere.example"]
 
@@ -130,8 +131,8 @@ def test_the_answers_carry_what_a_poller_needs(paths):
     ("/feeds/all.xml", 404),
     ("/feeds/all.rss?limit=0", 400),
     ("/feeds/all.rss?limit=abc", 400),
-    ("/feeds/all.rss?limit=2&variant=zh-hant", 200),  # a query option the fast path does not know
-    ("/feeds/all.rss?variant=zh-hant", 200),
+    ("/feeds/all.rss?variant=zh-XX", 400),  # no such variant
+    ("/feeds/search.rss?q=", 400),  # no term
     ("/feeds/all.html", 200),  # a page for people
     ("/feeds/archive/all/9.rss", 404),
     ("/feeds/search/abc.rss", 404),  # a keyword feed has one URL, with ?q=
