@@ -18,6 +18,7 @@ from flask.testing import FlaskClient
 from feeds import create_app
 from feeds.cli import main
 from feeds.config import Settings, load_settings
+from feeds.stats import PollCounter
 from feeds.store import Store
 
 POSTGRES_URL = os.environ.get("FEEDS_TEST_DATABASE_URL", "")
@@ -76,6 +77,24 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         reset_postgres(POSTGRES_URL)
         return POSTGRES_URL
     return f"sqlite:///{tmp_path / 'feeds.db'}"
+
+
+@pytest.fixture(autouse=True)
+def poll_counters_stop_with_their_test(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Each poll counter a test made stops its background flushes when the test ends. One left running
+    writes into, and drops the days past retention of, whatever the next test keeps in the same
+    PostgreSQL schema (the tests' days are in 2024)."""
+    made: list[PollCounter] = []
+    counting = PollCounter.__init__
+
+    def tracked(self: PollCounter, *args: Any, **kwargs: Any) -> None:
+        counting(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(PollCounter, "__init__", tracked)
+    yield
+    for counter in made:
+        counter._stopped.set()
 
 
 @pytest.fixture
