@@ -55,8 +55,8 @@ FEED_RULE = "/feeds/<path:feed_path>"
 
 @bp.get(FEED_RULE, provide_automatic_options=False)  # preflight below
 def feed(feed_path: str) -> Response:
-    """A poll that the fast path (``FastPolls``) handed on: an unknown feed, a bad ``?limit=``, a query
-    it does not know, a failure; or any poll when the app is served without it."""
+    """A poll that the fast path (``FastPolls``) handed on: an unknown feed, a bad query, a failure;
+    or any poll when the app is served without it."""
     failed = request.environ.get(FAST_PATH_FAILURE)
     if failed is not None:
         raise failed  # answered by the app's error handlers, as any other failure is
@@ -140,14 +140,15 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 FAST_PATH_FAILURE = "feeds.fast_path_failure"
 _STATUS_LINES = {status: f"{status} {HTTPStatus(status).phrase}" for status in (200, 304)}
 Request = tuple[str, str, str, str | None]  # what a poll's answer depends on: path, query, Accept-Encoding, Origin
+MAX_ANSWERS = 100_000  # kept by each process at most, whatever their size
 
 
 class FastPolls:
     """The polling path in front of Flask: a WSGI layer that answers the polls it fully understands
-    (GET or HEAD of /feeds/<feed>.<format>, with ``?limit=``, ``?variant=`` and a keyword feed's ``?q=``),
-    counted, measured and logged as Flask's view is, and hands every other request to Flask unchanged. Most of what the
-    service answers is a poll that finds nothing new; going through Flask's request, routing and
-    response objects cost it most of its time (bench/throughput.py).
+    (GET or HEAD of /feeds/<feed>.<format>, with ``?limit=``, ``?variant=`` and a keyword feed's
+    ``?q=``), counted, measured and logged as Flask's view is, and hands every other request to Flask
+    unchanged. Most of what the service answers is a poll that finds nothing new; going through
+    Flask's request, routing and response objects cost it most of its time (bench/throughput.py).
 
     Each URL's ``Answer`` is kept, by what it depends on, for as long as its content's stamp holds: a
     poll of a known feed is then a dictionary lookup, a version check and a comparison of ETags.
@@ -219,9 +220,6 @@ class FastPolls:
             self._answers[asked] = answer
             while self._bytes > self.max_bytes or len(self._answers) > MAX_ANSWERS:
                 self._bytes -= len(self._answers.pop(next(iter(self._answers))).body)
-
-
-MAX_ANSWERS = 100_000
 
 
 @bp.get("/feeds.opml", provide_automatic_options=False)
