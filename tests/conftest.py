@@ -2,6 +2,7 @@
 ``FEEDS_TEST_DATABASE_URL`` names one; ``app``, ``client`` and ``runner`` as in Flask's tutorial."""
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import socket
@@ -81,9 +82,10 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture(autouse=True)
 def poll_counters_stop_with_their_test(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Each poll counter a test made stops its background flushes when the test ends. One left running
-    writes into, and drops the days past retention of, whatever the next test keeps in the same
-    PostgreSQL schema (the tests' days are in 2024)."""
+    """Each poll counter a test made stops its background flushes when the test ends, and makes no last
+    one at exit. One left running writes into, and drops the days past retention of, whatever the next
+    test keeps in the same PostgreSQL schema (the tests' days are in 2024); hundreds flushing at exit
+    would each open a connection."""
     made: list[PollCounter] = []
     counting = PollCounter.__init__
 
@@ -95,6 +97,7 @@ def poll_counters_stop_with_their_test(monkeypatch: pytest.MonkeyPatch) -> Itera
     yield
     for counter in made:
         counter._stopped.set()
+        atexit.unregister(counter.close)
 
 
 @pytest.fixture
