@@ -114,6 +114,8 @@ class Pending:
     def hit(self) -> None:
         with self._lock:
             self._hits += 1
+        if not self._started:  # a hub delivery may render before any request is answered
+            self._start()
 
     def flush(self) -> None:
         with self._lock:
@@ -136,13 +138,8 @@ class Pending:
             if self._started:
                 return
             self._started = True
-        threading.Thread(target=self._flush_every, name="feeds-metrics-flush", daemon=True).start()
+        threading.Thread(target=every, args=(self.interval, self.flush), name="feeds-metrics-flush", daemon=True).start()
         atexit.register(self.flush)
-
-    def _flush_every(self) -> None:
-        while True:
-            time.sleep(self.interval)
-            self.flush()
 
     def _forget(self) -> None:
         """In a forked child: the parent adds what it counted; this process starts from nothing."""
@@ -151,6 +148,13 @@ class Pending:
 
 
 pending = Pending()
+
+
+def every(interval: float, work: Callable[[], None]) -> None:
+    """Do ``work`` every ``interval`` seconds, for as long as the process lives: a flush thread's loop."""
+    while True:
+        time.sleep(interval)
+        work()
 
 
 def count_imports(via: str, **counts: int) -> None:
@@ -358,7 +362,7 @@ class BufferedLines(logging.Handler):
         with self.lock:  # type: ignore[union-attr]
             if not self._started:
                 self._started = True
-                threading.Thread(target=self._flush_every, name="feeds-log-flush", daemon=True).start()
+                threading.Thread(target=every, args=(self.interval, self.flush), name="feeds-log-flush", daemon=True).start()
 
     def flush(self) -> None:
         # Under the lock, so batches go out in order; polls wait for it once a batch, not once a line.
@@ -388,11 +392,6 @@ class BufferedLines(logging.Handler):
                 data = data[os.write(self.fd, data):]
         except OSError:
             pass  # stderr closed: nowhere left to log to
-
-    def _flush_every(self) -> None:
-        while True:
-            time.sleep(self.interval)
-            self.flush()
 
     def _forget(self) -> None:
         """In a forked child: the parent writes the lines it had; this process starts empty."""

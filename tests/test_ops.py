@@ -307,3 +307,17 @@ def test_request_durations_reach_prometheus_as_observe_would_put_them():
     ours = [sample for sample in REQUEST_SECONDS.collect()[0].samples if sample.labels.get("route") == "/test/<bulk>"]
     assert shown(ours, "feeds_http_request_duration_seconds") == shown(reference.collect()[0].samples, "reference_seconds")
     assert counter._value.get() == len(durations)
+
+
+def test_cache_hits_alone_reach_prometheus_within_the_interval():
+    """A hub delivery may find its feed rendered before the process has answered any request."""
+    from feeds.metrics import CACHE_HITS, Pending
+
+    before = CACHE_HITS._value.get()
+    pending = Pending(interval=0.05)
+    pending.hit()
+    deadline = time.monotonic() + 10
+    while CACHE_HITS._value.get() == before:
+        assert time.monotonic() < deadline, "the hit was never added"
+        time.sleep(0.02)
+    assert CACHE_HITS._value.get() == before + 1
