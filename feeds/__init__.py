@@ -91,7 +91,7 @@ def _announcer(settings: Settings, publisher: Publisher, news: ChangeNews | None
 def create_app(config: Settings | Mapping[str, Any] | None = None, deliver: bool = False) -> Flask:
     """The WSGI app. ``config`` is a ``Settings``, or overrides nested like config.toml. With ``deliver``, this
     process also runs the WebSub hub's verifications and deliveries beside the requests: a serving process
-    does, where the app is made in each worker (as ``feeds serve`` does on granian; gunicorn without
+    does, where the app is made in each worker (as ``feeds serve`` does; gunicorn without
     ``--preload``)."""
     settings = config if isinstance(config, Settings) else load_settings(overrides=config)
     app = Flask(__name__)

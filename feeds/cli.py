@@ -1,8 +1,6 @@
 """The ``feeds`` command: import articles and reads, serve the feeds."""
 from __future__ import annotations
 
-import atexit
-import functools
 import io
 import os
 import sys
@@ -18,6 +16,7 @@ from feeds import Services, create_app, open_services
 from feeds.config import Settings, load_settings
 from feeds.errors import ConfigError
 from feeds.ingest import Report, import_articles, import_reads, load_sample
+from feeds.server import serve
 from feeds.serving import compress
 from feeds.stats import report, text_table
 from feeds.writers import FORMATS
@@ -80,14 +79,11 @@ def views_command(obj: Context, path: IO[str]) -> None:
 @click.option("--host", default=None, help="Address to listen on [server.host].")
 @click.option("--port", type=int, default=None, help="Port [server.port].")
 @click.option("--workers", type=int, default=None, help="Worker processes [server.workers].")
-@click.option("--threads", type=int, default=None, help="Threads per worker [server.threads].")
+@click.option("--threads", type=int, default=None, help="Threads per worker [server.threads]: 1 serves on bjoern, more on granian.")
 @click.option("--demo", is_flag=True, help="Load the bundled sample articles and reads into an empty database first.")
 @click.pass_obj
 def serve_command(obj: Context, host: str | None, port: int | None, workers: int | None, threads: int | None, demo: bool) -> None:
-    """Serve the feeds on granian, a production HTTP server (written in Rust) for WSGI apps."""
-    from granian import Granian
-    from granian.constants import Interfaces
-
+    """Serve the feeds: on bjoern (an HTTP server in C) with one thread a worker, on granian with more."""
     services = obj.services()
     settings, store = services.settings, services.store
     server = settings.server
@@ -97,28 +93,7 @@ def serve_command(obj: Context, host: str | None, port: int | None, workers: int
     reset_multiprocess_dir()
     address, port = host or server.host, port or server.port
     click.echo(f"Serving {store.url} on http://{address}:{port}/  (feeds listed at /, OPML at /feeds.opml)", err=True)
-    Granian(
-        "feeds:create_app", address=address, port=port, interface=Interfaces.WSGI, workers=workers or server.workers,
-        blocking_threads=threads or server.threads, websockets=False,
-        log_access=False,  # the app logs each request itself (feeds.access)
-        workers_kill_timeout=30,  # SIGTERM: requests in flight get this long to finish
-    ).serve(spawn_target=_worker, target_loader=functools.partial(_worker_app, settings), wrap_loader=False)
-
-
-def _worker_app(settings: Settings) -> Any:
-    """The app of one worker process, made after it started: each runs the hub's deliveries from its start."""
-    return create_app(settings, deliver=True)
-
-
-def _worker(*args: Any, **kwargs: Any) -> None:
-    """A granian WSGI worker, ended as a process exits cleanly: granian's workers end with ``os._exit``,
-    which skips the exit handlers that write the last poll counts and log lines."""
-    from granian.server import MPServer
-
-    try:
-        MPServer._spawn_wsgi_worker(*args, **kwargs)
-    finally:
-        atexit._run_exitfuncs()
+    serve(settings, address, port, workers or server.workers, threads or server.threads)
 
 
 @main.command("build")

@@ -33,7 +33,7 @@ def fetch(url: str, body: bytes | None = None) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
-@pytest.mark.parametrize("threads", [[], ["--threads", "4"]], ids=["default-threads", "4-threads"])
+@pytest.mark.parametrize("threads", [[], ["--threads", "4"]], ids=["bjoern", "granian-4-threads"])
 def test_readers_and_a_writer_at_once(database_url: str, tmp_path: Path, threads: list[str]):
     port = free_port()
     base = f"http://127.0.0.1:{port}"

@@ -1,7 +1,11 @@
-"""`feeds serve` on granian, read by a real feed reader (newsboat)."""
+"""`feeds serve` on both its servers (bjoern, granian): HTTP as clients speak it, stopping and restarting workers,
+and a real feed reader (newsboat)."""
 from __future__ import annotations
 
+import json
 import os
+import signal
+import socket
 import shutil
 import sqlite3
 import subprocess
@@ -9,11 +13,13 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import pytest
 
+from feeds import create_app
 from tests.conftest import article, free_port, jsonl
 
 
@@ -30,34 +36,69 @@ def wait_until_up(url: str, process: subprocess.Popen, seconds: float = 30) -> N
     raise AssertionError(f"{url} did not answer in {seconds} s")
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory) -> Iterator[tuple[str, Path]]:
-    folder = tmp_path_factory.mktemp("served")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "FEEDS_DATABASE_URL": f"sqlite:///{folder / 'feeds.db'}", "FEEDS_BASE_URL": base,
-           "FEEDS_CONFIG": os.devnull}
-    rows = [article(), article(id="2", url="https://news.example.cn/2.html", title="第二条 & “引号”", published="2024-04-05 09:30:00")]
-    (folder / "in.jsonl").write_text(jsonl(rows), encoding="utf-8")
-    subprocess.run([sys.executable, "-m", "feeds", "import", str(folder / "in.jsonl")], env=env, check=True, capture_output=True)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "feeds", "serve", "--port", str(port), "--workers", "1", "--threads", "4"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
+SERVERS = {"bjoern": ["--threads", "1"], "granian": ["--threads", "4"]}  # feeds/server.py: which server a count of threads runs
+
+
+class Served:
+    """``feeds serve`` with one worker, in a process group of its own, on a SQLite database of two articles."""
+
+    def __init__(self, folder: Path, threads: list[str], workers: int = 1):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.folder = folder
+        self.env = {**os.environ, "FEEDS_DATABASE_URL": f"sqlite:///{folder / 'feeds.db'}", "FEEDS_BASE_URL": self.base,
+                    "FEEDS_API_TOKEN": "s3cret", "FEEDS_CONFIG": os.devnull}
+        rows = [article(), article(id="2", url="https://news.example.cn/2.html", title="第二条 & “引号”", published="2024-04-05 09:30:00")]
+        (folder / "in.jsonl").write_text(jsonl(rows), encoding="utf-8")
+        subprocess.run([sys.executable, "-m", "feeds", "import", str(folder / "in.jsonl")], env=self.env, check=True, capture_output=True)
+        self.log = folder / "server.log"
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "feeds", "serve", "--port", str(self.port), "--workers", str(workers), *threads],
+                env=self.env, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True,
+            )
+        wait_until_up(f"{self.base}/healthz", self.process)
+
+    def stop(self, signum: int = signal.SIGTERM) -> float:
+        """SIGTERM to the server, as a process manager sends it, or SIGINT to its process group, as a terminal's
+        Ctrl-C does; the seconds until the server exited."""
+        started = time.monotonic()
+        if signum == signal.SIGINT:
+            os.killpg(self.process.pid, signum)
+        else:
+            self.process.send_signal(signum)
+        self.process.wait(timeout=60)
+        return time.monotonic() - started
+
+    def workers(self) -> list[int]:
+        found = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout.split()
+        return [int(pid) for pid in found]
+
+    def stats(self) -> dict:
+        """The poll counts stored in the database, read by an app of this test's own."""
+        app = create_app({"database": {"url": self.env["FEEDS_DATABASE_URL"]}, "api": {"token": "s3cret"}})
+        try:
+            return app.test_client().get("/admin/stats.json", headers={"Authorization": "Bearer s3cret"}).get_json()
+        finally:
+            app.extensions["feeds"].store.close()
+
+
+@pytest.fixture(scope="module", params=list(SERVERS))
+def served(request, tmp_path_factory) -> Iterator[tuple[str, Path]]:
+    server = Served(tmp_path_factory.mktemp(request.param), SERVERS[request.param])
     try:
-        wait_until_up(f"{base}/healthz", process)
-        yield base, folder
+        yield server.base, server.folder
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        server.stop()
 
 
-def test_served_by_granian_with_validators(served):
+def test_served_with_validators_date_and_head(served):
     base, _ = served
     with urllib.request.urlopen(f"{base}/feeds/all.rss") as response:
         assert response.status == 200
-        assert response.headers["Server"] == "granian"
         assert response.headers["Content-Type"] == "application/rss+xml; charset=utf-8"
+        assert abs(parsedate_to_datetime(response.headers["Date"]) - datetime.now(timezone.utc)) < timedelta(seconds=5)
+        assert len(response.headers.get_all("Date")) == 1
         etag = response.headers["ETag"]
         length = len(response.read())
     with urllib.request.urlopen(urllib.request.Request(f"{base}/feeds/all.rss", method="HEAD")) as response:
@@ -66,7 +107,115 @@ def test_served_by_granian_with_validators(served):
     request = urllib.request.Request(f"{base}/feeds/all.rss", headers={"If-None-Match": etag})
     with pytest.raises(urllib.error.HTTPError) as not_modified:
         urllib.request.urlopen(request)
-    assert not_modified.value.code == 304
+    assert not_modified.value.code == 304 and not_modified.value.headers["Date"]
+
+
+def exchange(port: int, *requests: bytes) -> list[tuple[int, dict[str, str], bytes]]:
+    """Send each request on one kept-alive connection once the answer to the one before has come (as clients
+    do: bjoern does not answer requests pipelined behind one not yet answered), and read the answers."""
+    found = []
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        buffer = b""
+        for raw in requests:
+            connection.sendall(raw)
+            while True:
+                while b"\r\n\r\n" not in buffer:
+                    chunk = connection.recv(65536)
+                    assert chunk, f"the server closed the connection after {len(found)} answers: {buffer[:200]!r}"
+                    buffer += chunk
+                head, buffer = buffer.split(b"\r\n\r\n", 1)
+                status_line, *lines = head.decode("latin-1").split("\r\n")
+                if int(status_line.split()[1]) != 100:  # not an interim 100 Continue
+                    break
+            headers = {name.lower(): value.strip() for name, value in (line.split(":", 1) for line in lines)}
+            length = int(headers.get("content-length", 0))
+            while len(buffer) < length:
+                buffer += connection.recv(65536)
+            found.append((int(status_line.split()[1]), headers, buffer[:length]))
+            buffer = buffer[length:]
+    return found
+
+
+@pytest.mark.parametrize("name", list(SERVERS))
+def test_requests_as_clients_send_them(tmp_path, name):
+    """Polls on one kept-alive connection, an API write with ``Expect: 100-continue`` (curl sends it for large bodies) and one in
+    chunks, and a request that is not HTTP at all: each gets its answer, and the server stays up."""
+    server = Served(tmp_path, SERVERS[name])
+    try:
+        base, port = server.base, server.port
+        check_requests(base, port)
+    finally:
+        server.stop()
+
+
+def check_requests(base: str, port: int) -> None:
+    poll = b"GET /feeds/all.json HTTP/1.1\r\nHost: x\r\n\r\n"
+    answers = exchange(port, poll, poll, poll)
+    assert [status for status, _, _ in answers] == [200, 200, 200]
+    assert len({body for _, _, body in answers}) == 1 and json.loads(answers[0][2])["version"] == "https://jsonfeed.org/version/1.1"
+
+    body = json.dumps([article(id="3", url="https://news.example.cn/3.html", title="第三条", published="2024-04-06 10:00:00")]).encode()
+    head = (f"POST /api/articles HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n").encode()
+    ((status, _, answer),) = exchange(port, head + body)
+    assert status == 201 and [result["id"] for result in json.loads(answer)["results"]] == ["3"]
+
+    body = json.dumps([article(id="4", url="https://news.example.cn/4.html", title="第四条", published="2024-04-06 11:00:00")]).encode()
+    chunked = (b"POST /api/articles HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\nContent-Type: application/json\r\n"
+               b"Transfer-Encoding: chunked\r\n\r\n" + b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:50], body[50:]))
+               + b"0\r\n\r\n")
+    ((status, _, answer),) = exchange(port, chunked)
+    assert status == 201 and [result["id"] for result in json.loads(answer)["results"]] == ["4"]
+
+    ((status, _, _),) = exchange(port, b"\x16\x03\x01 this is no request\r\n\r\n")
+    assert status == 400
+    with urllib.request.urlopen(f"{base}/feeds/all.json") as response:
+        titles = [item["title"] for item in json.loads(response.read())["items"]]
+    assert titles[:2] == ["第四条", "第三条"]
+
+
+@pytest.mark.parametrize(("name", "ctrl_c"), [("bjoern", False), ("bjoern", True), ("granian", False)],
+                         ids=["bjoern-sigterm", "bjoern-ctrl-c", "granian-sigterm"])
+def test_stopping_writes_the_last_poll_counts(tmp_path, name, ctrl_c):
+    """Polls counted in memory and not yet written reach the database when the server is stopped, by SIGTERM
+    from a process manager or by Ctrl-C in a terminal (SIGINT to the whole process group), with a connection
+    kept open (bjoern's workers answer on open connections a while, then exit)."""
+    server = Served(tmp_path, SERVERS[name], workers=2)
+    try:
+        for _ in range(5):
+            with urllib.request.urlopen(urllib.request.Request(f"{server.base}/feeds/all.rss", headers={"User-Agent": "Reader/1.0"})):
+                pass
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as kept:
+            kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert kept.recv(65536).startswith(b"HTTP/1.1 200")
+            seconds = server.stop(signal.SIGINT if ctrl_c else signal.SIGTERM)
+    finally:
+        if server.process.poll() is None:
+            server.stop()
+    assert server.process.returncode == 0, server.log.read_text()
+    assert seconds < 30 and "worker" not in server.log.read_text()  # no worker died or failed to stop cleanly
+    (feed,) = server.stats()["feeds"]
+    assert (feed["feed"], feed["requests"]) == ("all", 5)
+
+
+def test_a_worker_that_dies_is_replaced(tmp_path):
+    """bjoern's workers are forked by ``feeds serve`` itself, which starts another when one dies."""
+    server = Served(tmp_path, SERVERS["bjoern"], workers=2)
+    try:
+        first = server.workers()
+        assert len(first) == 2
+        os.kill(first[0], signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while (now := server.workers()) == first or len(now) < 2:
+            assert time.monotonic() < deadline, f"workers {now}"
+            time.sleep(0.2)
+        assert first[0] not in now and first[1] in now
+        for _ in range(10):  # new connections: either worker may take each
+            with urllib.request.urlopen(f"{server.base}/feeds/all.rss") as response:
+                assert response.status == 200
+    finally:
+        server.stop()
+    assert f"worker {first[0]} died (signal SIGKILL); starting another" in server.log.read_text()
 
 
 def newsboat() -> str:
@@ -105,3 +254,23 @@ def test_newsboat_reads_titles_times_and_guids(served, extension, tmp_path):
         ("tag:news.example.cn,2024:article:20240404-0001", article()["title"]),
     ]
     assert datetime.fromtimestamp(rows[1][2], timezone.utc) == datetime(2024, 4, 4, 8, 49, 39, tzinfo=timezone.utc)
+
+
+def test_workers_of_a_killed_parent_stop_and_free_the_port(tmp_path):
+    """SIGKILL to ``feeds serve`` (out of memory, say) leaves no worker holding the port: each writes its
+    counts and exits, and a new server can start on the same port."""
+    server = Served(tmp_path, SERVERS["bjoern"], workers=2)
+    workers = server.workers()
+    with urllib.request.urlopen(urllib.request.Request(f"{server.base}/feeds/all.rss", headers={"User-Agent": "Reader/1.0"})):
+        pass
+    server.process.kill()
+    server.process.wait(timeout=10)
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{pid}").exists() for pid in workers):
+        assert time.monotonic() < deadline, "a worker outlived its parent"
+        time.sleep(0.2)
+    (feed,) = server.stats()["feeds"]
+    assert feed["requests"] == 1
+    with socket.socket() as again:
+        again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do
+        again.bind(("127.0.0.1", server.port))
