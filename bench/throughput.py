@@ -1,17 +1,19 @@
 """Served throughput of polls with wrk: `feeds serve` beside the same app on gunicorn, a bare-Flask
-floor, granian with no app work, nginx serving the same bytes as static files, and Django's
+floor, bjoern and granian with no app work, nginx serving the same bytes as static files, and Django's
 syndication framework.
 
 One SQLite store (``bench/_data.py``, ``--articles`` articles, the newest with ~4 KB items)
-serves ``/feeds/category/<slug>.rss?limit=<--limit>`` (about 8 KB) from seven servers at once on 127.0.0.1:
+serves ``/feeds/category/<slug>.rss?limit=<--limit>`` (about 8 KB) from eight servers at once on 127.0.0.1:
 
-- **feeds serve**: ``feeds serve --workers W --threads T`` as the README starts it: granian, with
-  the polling fast path (``feeds.web.FastPolls``) in front of Flask, with its default workers and threads;
-- **feeds serve --threads N** (``--more-threads``, 4 unless 0): the same with more threads a worker, which
-  take turns holding Python's lock;
-- **granian, no app work (server floor)**: a plain WSGI callable answering with the very bytes and
-  headers ``feeds serve`` gives (200 and 304, each encoding) from memory, under granian with the same
-  workers and threads: how fast the server goes when the app does nothing;
+- **feeds serve**: ``feeds serve --workers W --threads T`` as the README starts it, with its default workers
+  and threads: bjoern workers (one thread each), with the polling fast path (``feeds.web.FastPolls``) in front
+  of Flask;
+- **feeds serve --threads N** (``--more-threads``, 4 unless 0): the same app on granian, which
+  ``feeds serve`` runs for more than one thread a worker; the threads take turns holding Python's lock;
+- **bjoern, no app work (server floor)**: a plain WSGI callable answering with the very bytes and
+  headers ``feeds serve`` gives (200 and 304, each encoding) from memory, on bjoern workers forked as
+  ``feeds serve`` forks them: how fast the server goes when the app does nothing;
+- **granian, no app work**: the same callable on granian, with the same workers and threads;
 - **feeds on gunicorn**: ``feeds:create_app()`` under gunicorn (gthread, ``-w W --threads T``),
   the server ``feeds serve`` ran before: the same app, so the difference is the server;
 - **bare Flask (floor)**: a few lines of Flask returning the same bytes (and gzip bytes,
@@ -112,8 +114,8 @@ def feed(path):
     return response
 '''
 
-GRANIAN_FLOOR_APP = '''
-"""The server floor: a plain WSGI callable answering with the service's own bytes and headers, from memory."""
+NO_WORK_APP = '''
+"""The servers' floors: a plain WSGI callable answering with the service's own bytes and headers, from memory."""
 import json
 from pathlib import Path
 
@@ -128,6 +130,27 @@ def app(environ, start_response):
         return [b""]
     start_response("200 OK", list(fresh))
     return [body]
+'''
+
+BJOERN_FLOOR_SERVER = '''
+"""The server floor of `feeds serve`: the no-work callable on bjoern workers forked from one socket, as
+feeds/server.py forks them, with a Date header fixed at start (bjoern writes none)."""
+import os
+import sys
+from email.utils import formatdate
+
+import bjoern
+
+from no_work_app import ANSWERS, app
+
+for _, fresh, not_modified, _ in ANSWERS.values():
+    fresh.append(("Date", formatdate(usegmt=True)))
+    not_modified.append(("Date", formatdate(usegmt=True)))
+listener = bjoern.bind_and_listen("127.0.0.1", int(sys.argv[1]))
+for _ in range(int(sys.argv[2]) - 1):
+    if os.fork() == 0:
+        break
+bjoern.server_run(listener, app)
 '''
 
 DJANGO_APP = '''
@@ -222,6 +245,8 @@ http {{
     sendfile on;
     tcp_nopush on;
     keepalive_requests 1000000;
+    open_file_cache max=10000 inactive=60s;  # as a static-file server is tuned: no open() and stat() a request
+    open_file_cache_valid 60s;
     types {{ application/rss+xml rss; application/atom+xml atom; application/feed+json json; }}
     default_type application/octet-stream;
     charset utf-8;
@@ -415,7 +440,8 @@ def check(server: Server, path: str, case: str, plain: bytes) -> str:
 
 
 def feeds_serve(name: str, tmp: Path, args: argparse.Namespace, env: dict[str, str], threads: int | None = None) -> Server:
-    """``feeds serve`` as the README starts it (granian, the fast path in front of Flask)."""
+    """``feeds serve`` as the README starts it (bjoern with one thread a worker, granian with more; the fast path
+    in front of Flask)."""
     port = free_port()
     log = tmp / f"{name}.log"
     command = [sys.executable, "-m", "feeds", "serve", "--port", str(port), "--workers", str(args.workers),
@@ -424,25 +450,34 @@ def feeds_serve(name: str, tmp: Path, args: argparse.Namespace, env: dict[str, s
     return Server(name, port, process)
 
 
-def granian_floor(tmp: Path, feeds: Server, path: str, args: argparse.Namespace, env: dict[str, str]) -> Server:
-    """granian answering with the bytes and headers ``feeds`` gives for ``path`` (200 and 304, each encoding), from
-    memory with no other work: how fast the server itself goes, with the same workers and threads."""
+def write_answers(tmp: Path, feeds: Server, path: str) -> None:
+    """``answers.json``: the bytes and headers ``feeds`` gives for ``path`` (200 and 304, each encoding), which the
+    server floors answer with."""
     answers = {}
     for encoding in ("identity", "gzip", "br"):
         status, headers, body = fetch(feeds.url(path), {"Accept-Encoding": encoding})
         etag = headers["ETag"]
         _, not_modified, _ = fetch(feeds.url(path), {"Accept-Encoding": encoding, "If-None-Match": etag})
-        drop = ("date", "server", "transfer-encoding", "connection")  # urllib asked to close; wrk keeps connections
+        drop = ("date", "server", "transfer-encoding", "connection")  # the servers write their own
         answers[encoding] = (body.hex(), [(k, v) for k, v in headers.items() if k.lower() not in drop],
                              [(k, v) for k, v in not_modified.items() if k.lower() not in drop], etag)
     (tmp / "answers.json").write_text(json.dumps(answers))
-    (tmp / "granian_floor.py").write_text(GRANIAN_FLOOR_APP)
+
+
+def server_floor(name: str, tmp: Path, args: argparse.Namespace, env: dict[str, str]) -> Server:
+    """A server answering from ``answers.json`` with no other work, with the same workers: bjoern forked as
+    ``feeds serve`` forks it, or granian with the same threads."""
     port = free_port()
-    command = [sys.executable, "-m", "granian", "--interface", "wsgi", "--workers", str(args.workers), "--blocking-threads",
-               str(args.threads), "--no-ws", "--port", str(port), "--log-level", "warning", "granian_floor:app"]
-    process = subprocess.Popen(command, cwd=tmp, env=env, stdout=(tmp / f"{GRANIAN_FLOOR}.log").open("w"), stderr=subprocess.STDOUT,
+    (tmp / "no_work_app.py").write_text(NO_WORK_APP)
+    if name == BJOERN_FLOOR:
+        (tmp / "bjoern_floor.py").write_text(BJOERN_FLOOR_SERVER)
+        command = [sys.executable, "bjoern_floor.py", str(port), str(args.workers)]
+    else:
+        command = [sys.executable, "-m", "granian", "--interface", "wsgi", "--workers", str(args.workers), "--blocking-threads",
+                   str(args.threads), "--no-ws", "--port", str(port), "--log-level", "warning", "no_work_app:app"]
+    process = subprocess.Popen(command, cwd=tmp, env=env, stdout=(tmp / f"{name}.log").open("w"), stderr=subprocess.STDOUT,
                                start_new_session=True)
-    return Server(GRANIAN_FLOOR, port, process)
+    return Server(name, port, process)
 
 
 def start_nginx(tmp: Path, root: Path, name: str) -> Server:
@@ -626,9 +661,10 @@ def profile(database_url: str, path: str, requests: int) -> tuple[list[tuple], s
     return rows, out.getvalue()
 
 
-FEEDS_SERVE = "feeds serve (granian, fast path)"
-FEEDS_MORE_THREADS = "feeds serve --threads %d"
-GRANIAN_FLOOR = "granian, no app work (server floor)"
+FEEDS_SERVE = "feeds serve (bjoern, fast path)"
+FEEDS_MORE_THREADS = "feeds serve --threads %d (granian)"
+BJOERN_FLOOR = "bjoern, no app work (server floor)"
+GRANIAN_FLOOR = "granian, no app work"
 FEEDS_GUNICORN = "feeds on gunicorn (gthread)"
 FLOOR = "bare Flask on gunicorn (floor)"
 NGINX = "nginx (static files)"
@@ -703,7 +739,8 @@ def main() -> None:
         (tmp / "feed.etag").write_text(etag)
         c.log(f"feed: {len(plain):,} bytes, gzip {len(gz):,} bytes ({gz_headers.get('Content-Encoding')}), ETag {etag}")
 
-        servers.append(granian_floor(tmp, feeds, path, args, env))
+        write_answers(tmp, feeds, path)
+        servers += [server_floor(BJOERN_FLOOR, tmp, args, env), server_floor(GRANIAN_FLOOR, tmp, args, env)]
         if args.more_threads:
             servers.append(feeds_serve(FEEDS_MORE_THREADS % args.more_threads, tmp, args, env, args.more_threads))
         servers.append(gunicorn(FEEDS_GUNICORN, "feeds:create_app()", tmp, args, env))
@@ -754,7 +791,7 @@ def main() -> None:
     print()
     print(f"`GET {path}` ({len(plain):,} B, gzip {len(gz):,} B; {args.articles:,} articles in SQLite), "
           f"all servers on 127.0.0.1 at once, measured in turn. Python servers: `-w {args.workers} --threads "
-          f"{args.threads}` (gunicorn gthread; `feeds serve` passes them to granian as workers and blocking threads), "
+          f"{args.threads}` (gunicorn gthread; `feeds serve` forks that many bjoern workers, or runs granian with more threads), "
           f"no server access log (the package's own `feeds.access` line per request goes to the server's log file, as it "
           f"ships). Load: `wrk -t{args.wrk_threads} -c{args.connections} -d{args.duration:g}s --latency` after a "
           f"{args.warmup:g} s warm-up run of the same command, {args.rounds} rounds; medians over the rounds. \"vs nginx\", "
@@ -779,7 +816,7 @@ def main() -> None:
             rows.append((case, server.name, f"{c.median([r['rps'] for r in runs]):,.0f}",
                          f"{c.median([r['cpu_us'] for r in runs]):.0f}",
                          f"{c.median([r['p50'] for r in runs]):.2f}", f"{c.median([r['p99'] for r in runs]):.2f}",
-                         ratio(server, NGINX, case), ratio(server, GRANIAN_FLOOR, case), ratio(server, FLOOR, case),
+                         ratio(server, NGINX, case), ratio(server, BJOERN_FLOOR, case), ratio(server, FLOOR, case),
                          " / ".join(f"{r['rps']:,.0f}" for r in runs), server.checks[case] + (f"; {bad}" if bad else "")))
     print(c.table(("case", "server", "req/s", "CPU µs", "p50 ms", "p99 ms", "vs nginx", "vs server floor", "vs Flask floor",
                    "req/s by round", "check: status, body"), rows, "llrrrrrrrrl"))
