@@ -5,7 +5,8 @@ worker without Python, and calls the app for one request at a time. A poll answe
 (``feeds.web.FastPolls``) then costs a few microseconds of Python and little else, which is what keeps
 polls within a factor of two of nginx serving files. granian (in Rust) runs the app on a pool of threads a
 worker instead, for deployments whose requests wait on something other than the CPU (see the README,
-*Workers and threads*); with one thread a worker it did the same work as bjoern, at 0.5–0.6 of its rate.
+*Workers and threads*); the same app on granian with one thread a worker answered polls at about 0.6 of
+bjoern's rate.
 
 bjoern has no timeouts of its own (a client may hold a connection open as long as it likes, and a request
 body is read whole before the app sees it), so on the open internet it belongs behind a proxy or a CDN
@@ -79,7 +80,13 @@ def _serve_on_bjoern(settings: Settings, host: str, port: int, workers: int) -> 
     except ImportError as exc:  # no build for this platform (Windows): granian serves there
         raise click.ClickException(f"bjoern is not installed ({exc}); serve with --threads 2 or more (granian)") from exc
 
-    listener = bjoern.bind_and_listen(host, port)
+    if ":" in host:  # bjoern accepts connections as IPv4 only: an IPv6 peer's address would come out garbled
+        raise click.ClickException(f"{host}: one thread a worker (bjoern) listens on IPv4 addresses only; "
+                                   "serve IPv6 with --threads 2 or more (granian), or through a proxy")
+    try:
+        listener = bjoern.bind_and_listen(host, port)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     children: set[int] = set()
     stopping = False
 

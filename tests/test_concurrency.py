@@ -1,4 +1,4 @@
-"""Readers and a writer at once against a real server (`feeds serve`, granian), on SQLite and PostgreSQL:
+"""Readers and a writer at once against a real server (`feeds serve`, on bjoern and on granian), on SQLite and PostgreSQL:
 no 5xx, no "database is locked", and every article acknowledged is stored and served."""
 from __future__ import annotations
 

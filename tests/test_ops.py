@@ -253,7 +253,7 @@ def test_server_workers_share_their_counts_through_the_multiprocess_dir(tmp_path
         (tmp_path / "metrics").mkdir()
         (tmp_path / "metrics" / "counter_999999.db").write_bytes(b"stale, from an earlier run")
         env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "metrics")
-    process = subprocess.Popen([sys.executable, "-m", "feeds", "serve", "--port", str(port), "--workers", "2", "--threads", "2"],
+    process = subprocess.Popen([sys.executable, "-m", "feeds", "serve", "--port", str(port), "--workers", "2"],
                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_until_up(f"{base}/healthz", process)

@@ -274,3 +274,19 @@ def test_workers_of_a_killed_parent_stop_and_free_the_port(tmp_path):
     with socket.socket() as again:
         again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do
         again.bind(("127.0.0.1", server.port))
+
+
+@pytest.mark.parametrize(("host", "message"), [
+    ("::1", "::1: one thread a worker (bjoern) listens on IPv4 addresses only; serve IPv6 with --threads 2 or more"),
+    ("127.0.0.1", "cannot listen on 127.0.0.1:{port}: Address already in use"),
+])
+def test_an_address_it_cannot_listen_on_is_a_clear_error(tmp_path, host, message):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "FEEDS_DATABASE_URL": f"sqlite:///{tmp_path / 'feeds.db'}", "FEEDS_CONFIG": os.devnull}
+        finished = subprocess.run([sys.executable, "-m", "feeds", "serve", "--host", host, "--port", str(port)],
+                                  env=env, capture_output=True, text=True, timeout=60)
+    assert finished.returncode == 1
+    assert f"Error: {message.format(port=port)}" in finished.stderr and "Traceback" not in finished.stderr
