@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import functools
 import os
+import resource
 import signal
 import sys
 import threading
@@ -83,6 +84,7 @@ def _serve_on_bjoern(settings: Settings, host: str, port: int, workers: int) -> 
     if ":" in host:  # bjoern accepts connections as IPv4 only: an IPv6 peer's address would come out garbled
         raise click.ClickException(f"{host}: one thread a worker (bjoern) listens on IPv4 addresses only; "
                                    "serve IPv6 with --threads 2 or more (granian), or through a proxy")
+    _take_the_open_files_limit()
     try:
         listener = bjoern.bind_and_listen(host, port)
     except OSError as exc:
@@ -125,6 +127,16 @@ def _serve_on_bjoern(settings: Settings, host: str, port: int, workers: int) -> 
         if not stopping:
             spawn()
     listener.close()
+
+
+def _take_the_open_files_limit() -> None:
+    """Every open connection is a file descriptor, and bjoern keeps idle ones open: raise the soft limit (often
+    1024) to the hard one, as nginx's worker_rlimit_nofile and Go's runtime do, so that a worker does not run out
+    and stop accepting."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
 def _bjoern_worker(bjoern: Any, listener: Any, settings: Settings, parent: int) -> None:

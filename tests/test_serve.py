@@ -2,8 +2,10 @@
 and a real feed reader (newsboat)."""
 from __future__ import annotations
 
+import functools
 import json
 import os
+import resource
 import signal
 import socket
 import shutil
@@ -42,7 +44,7 @@ SERVERS = {"bjoern": ["--threads", "1"], "granian": ["--threads", "4"]}  # feeds
 class Served:
     """``feeds serve`` with one worker, in a process group of its own, on a SQLite database of two articles."""
 
-    def __init__(self, folder: Path, threads: list[str], workers: int = 1):
+    def __init__(self, folder: Path, threads: list[str], workers: int = 1, open_files: int | None = None):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.folder = folder
@@ -56,6 +58,7 @@ class Served:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "feeds", "serve", "--port", str(self.port), "--workers", str(workers), *threads],
                 env=self.env, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True,
+                preexec_fn=None if open_files is None else functools.partial(limit_open_files, open_files),
             )
         wait_until_up(f"{self.base}/healthz", self.process)
 
@@ -81,6 +84,16 @@ class Served:
             return app.test_client().get("/admin/stats.json", headers={"Authorization": "Bearer s3cret"}).get_json()
         finally:
             app.extensions["feeds"].store.close()
+
+
+def limit_open_files(soft: int) -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+
+
+def open_files_limit(pid: int) -> tuple[str, str]:
+    """A process's soft and hard limits of open files, from /proc."""
+    line = next(line for line in Path(f"/proc/{pid}/limits").read_text().splitlines() if line.startswith("Max open files"))
+    return line.split()[3], line.split()[4]
 
 
 @pytest.fixture(scope="module", params=list(SERVERS))
@@ -199,11 +212,17 @@ def test_stopping_writes_the_last_poll_counts(tmp_path, name, ctrl_c):
 
 
 def test_a_worker_that_dies_is_replaced(tmp_path):
-    """bjoern's workers are forked by ``feeds serve`` itself, which starts another when one dies."""
-    server = Served(tmp_path, SERVERS["bjoern"], workers=2)
+    """bjoern's workers are forked by ``feeds serve`` itself, which starts another when one dies. Each may keep as
+    many connections open as the system allows: the soft limit of open files is raised to the hard one."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    server = Served(tmp_path, SERVERS["bjoern"], workers=2, open_files=min(256, hard))
     try:
         first = server.workers()
         assert len(first) == 2
+        assert open_files_limit(server.process.pid)[0] != "256"
+        assert {open_files_limit(pid) for pid in first} == {open_files_limit(server.process.pid)}
+        soft, hard_seen = open_files_limit(first[0])
+        assert soft == hard_seen
         os.kill(first[0], signal.SIGKILL)
         deadline = time.monotonic() + 30
         while (now := server.workers()) == first or len(now) < 2:
