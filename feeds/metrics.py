@@ -240,14 +240,13 @@ def log_access(method: str, path: str, status: int, seconds: float, sent: int | 
     """The access line of one answered request (``sent``: body bytes, None when not known)."""
     if not access_log.isEnabledFor(logging.INFO):
         return
-    answer = (method, path, status, "-" if sent is None else sent, client or "-")
+    shown_sent, shown_client = "-" if sent is None else sent, client or "-"
     if _access_lines is not None:  # the package's own handler: the line is made when its batch is written
-        _access_lines.access(time.time(), answer, seconds)
+        _access_lines.access(time.time(), (method, path, status, shown_sent, shown_client), seconds)
         return
     # makeRecord and handle, not info(): an access line needs no caller's file and line,
     # whose lookup walks the stack on every request.
-    method, path, status, sent, client = answer
-    line = access_line(method, path, status, seconds, sent, client)
+    line = access_line(method, path, status, seconds, shown_sent, shown_client)
     access_log.handle(access_log.makeRecord(access_log.name, logging.INFO, "", 0, line, (), None))
 
 

@@ -218,7 +218,8 @@ def _dated(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]
             now = int(time.time())
             if now != clock[0]:
                 clock[:] = now, formatdate(now, usegmt=True)
-            return start_response(status, [*headers, ("Date", clock[1])], exc_info)  # the app's list may be kept
+            headers.append(("Date", clock[1]))  # a list of the request's own: Answer.to and werkzeug each hand a copy
+            return start_response(status, headers, exc_info)
 
         return app(environ, start)
 

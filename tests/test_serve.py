@@ -121,6 +121,9 @@ def test_served_with_validators_date_and_head(served):
     with pytest.raises(urllib.error.HTTPError) as not_modified:
         urllib.request.urlopen(request)
     assert not_modified.value.code == 304 and not_modified.value.headers["Date"]
+    for _ in range(3):  # answers kept for the URL do not gather a Date header per poll
+        with urllib.request.urlopen(f"{base}/feeds/all.rss") as response:
+            assert len(response.headers.get_all("Date")) == 1
 
 
 def exchange(port: int, *requests: bytes) -> list[tuple[int, dict[str, str], bytes]]:
