@@ -18,7 +18,7 @@ narrow face and a module of its own:
   each is owed.
 
 ``schema.py`` holds every table, ``database.py`` the engine, transactions and migrations
-(Alembic, in ``migrations/``). Reads come back as domain objects from ``feeds.model``.
+(Alembic, in ``migrations/``), ``rows.py`` the reading of an article's row as an ``Article``. Reads come back as domain objects from ``feeds.model``.
 A new concern (a table or two and their queries) is a section in ``schema.py``, a migration
 and a module here, hung off ``Store``.
 """

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 
 from feeds.model import Article, Category, Label, Source
 from feeds.store.database import Database, chunks, free_slug, storable
+from feeds.store.rows import article_select, pks, to_article
 from feeds.store.search import Indexed, Search
 from feeds.store.labels import Labels, label_scope, labels_of, stored_labels
 from feeds.store.schema import article_categories, article_labels, articles, categories, reads_daily, reads_hourly, reads_minutely, sources
@@ -332,46 +333,3 @@ class Articles:
     def _rows_by_id(conn: Connection, ids: set[str]) -> Iterator[Any]:
         for chunk in chunks(sorted(ids)):
             yield from conn.execute(sa.select(articles).where(articles.c.id.in_(chunk)))
-
-
-def article_select(*extra: Any) -> sa.Select:
-    """Articles with their category path and source, for ``to_article``."""
-    return (
-        sa.select(
-            articles,
-            categories.c.path.label("category_path"),
-            sources.c.name.label("source_name"),
-            sources.c.slug.label("source_slug"),
-            sources.c.url.label("source_url"),
-            *extra,
-        )
-        .select_from(articles)
-        .outerjoin(categories, categories.c.id == articles.c.category_id)
-        .outerjoin(sources, sources.c.id == articles.c.source_id)
-    )
-
-
-def to_article(row: Any) -> Article:
-    return Article(
-        id=row.id,
-        url=row.url,
-        title=row.title,
-        summary=row.summary,
-        content=row.content,
-        author=row.author,
-        source=Source(row.source_name, row.source_slug, row.source_url) if row.source_name else None,
-        category=tuple(row.category_path.split("/")) if row.category_path else (),
-        tags=tuple(json.loads(row.tags)),
-        image=row.image,
-        published=row.published,
-        updated=row.updated,
-    )
-
-
-def pks(conn: Connection, ids: set[str]) -> dict[str, int]:
-    """The pk of each of ``ids`` that names a stored article."""
-    found: dict[str, int] = {}
-    for chunk in chunks(sorted(ids)):
-        found.update((row.id, row.pk) for row in conn.execute(sa.select(articles.c.id, articles.c.pk).where(articles.c.id.in_(chunk))))
-    return found
-

@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from feeds.model import Category, Ranked
-from feeds.store.articles import article_select, to_article
+from feeds.store.rows import article_select, to_article
 from feeds.store.database import Database, chunks
 from feeds.store.reads import DAY, HOUR, MINUTE, ceil, floor
 from feeds.store.schema import article_categories, articles, categories, metadata, ranking_states, reads_daily, reads_hourly, reads_minutely

@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from feeds.model import ReadEvent
-from feeds.store.articles import pks
+from feeds.store.rows import pks
 from feeds.store.database import Database
 from feeds.store.schema import UTCDateTime, metadata, reads_daily, reads_hourly, reads_minutely
 from feeds.store.versions import FeedVersions

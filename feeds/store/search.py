@@ -30,6 +30,7 @@ from sqlalchemy.engine import Connection
 
 from feeds.model import Article
 from feeds.store.database import Database, chunks
+from feeds.store.rows import article_select, to_article
 from feeds.store.schema import articles
 from feeds.text import html_lines
 
@@ -127,8 +128,6 @@ class Search:
     def newest(self, terms: Sequence[Sequence[str]], limit: int) -> list[Article]:
         """The articles with every term, each given as its spellings (any one will do): lower-cased,
         none empty or with whitespace."""
-        from feeds.store.articles import article_select, to_article  # articles.py writes through this module
-
         wanted = [[sorted(term_grams(spelling)) for spelling in term] for term in terms]
         exact = all(len(spelling) <= 2 for term in terms for spelling in term)  # each its own gram: every candidate has it
         found: list[Article] = []
