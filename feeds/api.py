@@ -20,7 +20,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from feeds import Services
+from feeds.services import Services
 from feeds.config import Settings
 from feeds.errors import FieldError, InvalidInput
 from feeds.ingest import longest_window, unknown_article

@@ -9,8 +9,9 @@ import hashlib
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Literal
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
+from feeds.addresses import feed_address, hub_address, public_path, search_terms
 from feeds.config import Settings
 from feeds.model import Article, Category, Feed, History, Item, Label, Source
 from feeds.store import Store
@@ -20,8 +21,6 @@ Kind = Literal["all", "category", "source", "tag", "author", "search", "hot"]
 LABEL_KINDS = {"tag": "标签", "author": "作者"}
 WINDOW_NAMES = {"daily": "日榜", "weekly": "周榜", "monthly": "月榜"}
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-MAX_QUERY_CHARS = 100
-MAX_TERMS = 10
 
 
 @dataclass(frozen=True)
@@ -279,47 +278,6 @@ class Catalog:
     def guid(self, article_id: str) -> str:
         """The article's id in every feed, for good: readers use it to never show an article twice."""
         return self.settings.site.guid_prefix + quote(article_id, safe="")
-
-
-def feed_address(settings: Settings, path: str) -> str:
-    """The canonical URL of the feed at ``path``, without extension: ``site.base_url`` + ``/feeds/<path>``."""
-    return f"{settings.site.base_url.rstrip('/')}/feeds/{path}"
-
-
-def feed_url(settings: Settings, path: str, extension: str, variant: str | None = None) -> str:
-    """The URL of the feed at ``path`` (a keyword feed's terms included) in one format and variant."""
-    published_path, query = public_path(path, variant)
-    return f"{feed_address(settings, published_path)}.{extension}{query}"
-
-
-def public_path(path: str, variant: str | None = None) -> tuple[str, str]:
-    """Where the feed at ``path`` is published below ``/feeds/`` and its query string ("" or "?…"):
-    a keyword feed ``search/工会 职工`` is ``search`` with ``?q=工会+职工``."""
-    query = {}
-    if path.startswith("search/"):
-        path, query["q"] = "search", path.removeprefix("search/")
-    if variant:
-        query["variant"] = variant
-    return path, "?" + urlencode(query) if query else ""
-
-
-def search_terms(raw: str) -> tuple[str, ...]:
-    """The terms of a keyword query: split at whitespace, lower-cased, characters that cannot be
-    in a text dropped; ValueError saying what is wrong. The query is text, never syntax."""
-    if len(raw) > MAX_QUERY_CHARS:
-        raise ValueError(f"q is at most {MAX_QUERY_CHARS} characters, got {len(raw)}.")
-    terms = tuple(dict.fromkeys(term for term in ("".join(c for c in word if c.isprintable()).lower()
-                                                  for word in raw.split()) if term))
-    if not terms:
-        raise ValueError("q is empty: give one or more words to search for, separated by spaces.")
-    if len(terms) > MAX_TERMS:
-        raise ValueError(f"q has at most {MAX_TERMS} words, got {len(terms)}.")
-    return terms
-
-
-def hub_address(settings: Settings) -> str:
-    """The URL of the service's own WebSub hub."""
-    return f"{settings.site.base_url.rstrip('/')}/hub"
 
 
 def _in_variant(feed: Feed, variant: str) -> Feed:

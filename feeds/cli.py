@@ -19,6 +19,8 @@ from feeds.ingest import Report, import_articles, import_reads, load_sample
 from feeds.server import serve
 from feeds.serving import compress
 from feeds.stats import report, text_table
+from feeds.services import catalog
+from feeds.web import directory
 from feeds.writers import FORMATS
 from feeds.metrics import count_imports, reset_multiprocess_dir
 
@@ -130,8 +132,6 @@ def build_command(obj: Context, outdir: Path, etags: Path | None) -> None:
 def _site_urls(app: Any) -> list[str]:
     """Every URL a static copy serves: the index, the OPML, each feed in every format with its
     preview, each archive page, and the static assets the pages use."""
-    from feeds.web import catalog, directory
-
     urls = ["/", "/feeds.opml"]
     for spec in directory().all_specs():
         urls += [f"/feeds/{spec.path}.{extension}" for extension in (*FORMATS, "html")]

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from functools import cache
 from pathlib import Path
 
-from flask import Blueprint, Response, abort, current_app, render_template, request
+from flask import Blueprint, Response, abort, render_template, request
 from werkzeug.datastructures import MultiDict
 
 from feeds.cache import Rendered
@@ -25,7 +25,9 @@ from feeds.model import Feed
 from feeds.pages import feed_label
 from feeds.serving import etag_of, scope_of
 from feeds.text import VARIANTS, clip, html_in_variant
-from feeds.web import answer, catalog, cors_headers, negotiated_encoding, settings
+from feeds.responses import answer, cors_headers, negotiated_encoding
+from feeds.services import catalog, settings
+from feeds.services import services as current_services
 
 bp = Blueprint("embed", __name__)
 
@@ -166,7 +168,7 @@ def framing() -> tuple[str, str]:
 @bp.get("/embed/<kind>", provide_automatic_options=False)
 def box(kind: str) -> Response:
     options = requested_options(kind)
-    services = current_app.extensions["feeds"]
+    services = current_services()
     encoding = negotiated_encoding(request.environ.get("HTTP_ACCEPT_ENCODING", ""))
     rendered = services.feeds.made(options.key, options.scope, lambda: box_page(options), encoding)
     if rendered is None:

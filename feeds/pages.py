@@ -23,8 +23,9 @@ from markupsafe import Markup
 from feeds.catalog import FeedSpec
 from feeds.model import Article, Feed
 from feeds.text import html_in_variant
-from feeds.web import (Directory, catalog, conditional, directory, feed_url, no_feed, refuse_framing, requested_limit,
-                       requested_path, requested_variant, settings)
+from feeds.responses import refuse_framing
+from feeds.services import catalog, settings
+from feeds.web import Directory, conditional, directory, feed_url, no_feed, requested_limit, requested_path, requested_variant
 from feeds.writers import FORMATS
 
 bp = Blueprint("pages", __name__)

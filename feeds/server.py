@@ -28,7 +28,7 @@ from typing import Any
 
 import click
 
-from feeds import create_app
+from feeds.app import create_app
 from feeds.config import Settings
 
 KILL_SECONDS = 30  # SIGTERM: how long a worker may take to stop before it is killed

@@ -8,31 +8,30 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, NoReturn
-from urllib.parse import parse_qsl
+from typing import Any, NoReturn
 
-from flask import Blueprint, Response, abort, current_app, request
+from flask import Blueprint, Response, abort, request
 from lxml import etree
-from werkzeug.http import http_date, parse_accept_header, parse_date, parse_etags
+from werkzeug.http import http_date
 
+from feeds.addresses import feed_path_of, limit_of, variant_of
+from feeds.addresses import feed_url as address_of_feed
 from feeds.cache import Rendered
-from feeds.catalog import Catalog, FeedSpec, search_terms
-from feeds.catalog import feed_url as catalog_feed_url
-from feeds.config import Settings
+from feeds.catalog import Catalog, FeedSpec
 from feeds.metrics import log_access, observe_request
 from feeds.model import Category
-from feeds.serving import ENCODINGS, Stamp, etag_of, scope_of
-from feeds.text import VARIANTS, in_variant
+from feeds.polls import PollCounter
+from feeds.responses import CORS_PREFLIGHT, answer, client_has, cors_headers, negotiated_encoding
+from feeds.serving import Stamp, etag_of, scope_of
+from feeds.services import Services, catalog, settings
+from feeds.services import services as current_services
+from feeds.text import in_variant
 from feeds.writers import FORMATS
-
-if TYPE_CHECKING:
-    from feeds import Services
-    from feeds.stats import PollCounter
 
 bp = Blueprint("web", __name__)
 
@@ -40,14 +39,6 @@ bp = Blueprint("web", __name__)
 # a deletion or a back-dated insert of one of their articles does (catalog.Catalog.archive_page).
 # Caches may keep them a day; this service itself never serves one stale (serving.RenderedFeeds).
 ARCHIVE_MAX_AGE = 24 * 3600
-
-
-def catalog() -> Catalog:
-    return current_app.extensions["feeds"].catalog
-
-
-def settings() -> Settings:
-    return current_app.extensions["feeds"].settings
 
 
 FEED_RULE = "/feeds/<path:feed_path>"
@@ -64,7 +55,7 @@ def feed(feed_path: str) -> Response:
     if not dot or extension not in FORMATS:
         abort(404, description=f"No feed here. Feeds end in {', '.join('.' + e for e in FORMATS)}.")
     path = requested_path(path)
-    services = current_app.extensions["feeds"]
+    services = current_services()
     answer = feed_answer(services, request.environ, path, extension, requested_limit(path), requested_variant())
     if answer is None:
         no_feed(path)
@@ -111,7 +102,7 @@ def feed_answer(services: Services, environ: dict[str, Any], path: str, extensio
     site = services.settings
     archived = path.startswith("archive/")
     fresh, not_modified = feed_headers(
-        catalog_feed_url(site, path, extension, variant), extension, encoding, rendered.etag, rendered.last_modified, len(rendered.body),
+        address_of_feed(site, path, extension, variant), extension, encoding, rendered.etag, rendered.last_modified, len(rendered.body),
         tuple(cors_headers(environ, site)), () if archived else services.catalog.hubs,
         ARCHIVE_MAX_AGE if archived else site.feeds.max_age)
     # Keyword feeds are counted as one: their paths are anyone's text.
@@ -229,27 +220,6 @@ def opml() -> Response:
     return response
 
 
-# Feeds and the OPML may be read by scripts on other sites (CORS), credentials never: they are
-# public documents, and a script polling politely needs to see the validators and the hub.
-CORS_EXPOSED = "ETag, Last-Modified, Link"
-CORS_PREFLIGHT = [("Access-Control-Allow-Methods", "GET, HEAD"),
-                  ("Access-Control-Allow-Headers", "If-None-Match, If-Modified-Since"), ("Access-Control-Max-Age", "86400")]
-
-
-_CORS_ANYONE = (("Access-Control-Allow-Origin", "*"), ("Access-Control-Expose-Headers", CORS_EXPOSED))
-
-
-def cors_headers(environ: dict[str, str], site: Settings) -> Sequence[tuple[str, str]]:
-    """Who may read a feed or the OPML from another origin: anyone (``*``), or the configured origins."""
-    allowed = site.cors.allow_origins
-    if "*" in allowed:
-        return _CORS_ANYONE
-    origin = environ.get("HTTP_ORIGIN")
-    if origin in allowed:
-        return [("Access-Control-Allow-Origin", origin), ("Access-Control-Expose-Headers", CORS_EXPOSED), ("Vary", "Origin")]
-    return [("Vary", "Origin")] if allowed else []
-
-
 @bp.route("/feeds/<path:feed_path>", methods=["OPTIONS"])
 @bp.route("/feeds.opml", methods=["OPTIONS"])
 def preflight(feed_path: str = "") -> Response:
@@ -259,16 +229,9 @@ def preflight(feed_path: str = "") -> Response:
     return Response(status=204, headers=[("Allow", "GET, HEAD, OPTIONS"), *cors, *(CORS_PREFLIGHT if allowed else ())])
 
 
-def refuse_framing(response: Response) -> Response:
-    """For the blueprints that make HTML pages: none may be framed by another site (clickjacking)."""
-    response.headers["Content-Security-Policy"] = "frame-ancestors 'none'"
-    response.headers["X-Frame-Options"] = "DENY"
-    return response
-
-
 @bp.get("/healthz")
 def healthz() -> Response:
-    current_app.extensions["feeds"].store.ping()
+    current_services().store.ping()
     return Response("ok\n", mimetype="text/plain")
 
 
@@ -297,19 +260,6 @@ def requested_path(path: str) -> str:
     return found
 
 
-def feed_path_of(path: str, query_string: str) -> str | None:
-    """The catalog's path of the feed at ``/feeds/<path>.<ext>?<query_string>``, None for a path that is
-    no feed's; ValueError for a bad ``q``."""
-    if path.startswith("search/"):  # keyword feeds have one URL, with ?q=
-        return None
-    if path != "search":
-        return path
-    raw = query_value(query_string, "q")
-    if raw is None:
-        raise ValueError("q is missing: /feeds/search.rss?q=工会 gives the newest articles with 工会 in them.")
-    return "search/" + " ".join(search_terms(raw))
-
-
 def requested_variant() -> str | None:
     """``?variant=``, checked: one of ``text.VARIANTS``, or None for the site's own language."""
     try:
@@ -318,73 +268,10 @@ def requested_variant() -> str | None:
         abort(400, description=str(exc))
 
 
-def variant_of(query_string: str) -> str | None:
-    """The Traditional Chinese variant a query string asks for; ValueError naming those there are."""
-    raw = query_value(query_string, "variant")
-    if raw is None:
-        return None
-    for variant in VARIANTS:  # language tags are case-insensitive (BCP 47 §2.1.1)
-        if raw.lower() == variant.lower():
-            return variant
-    raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {raw[:40]!r}.")
-
-
-def limit_of(path: str, query_string: str, site: Settings) -> int:
-    """The number of items the query string asks of the feed at ``path``; ValueError saying what is allowed."""
-    raw = query_value(query_string, "limit")
-    feeds = site.feeds
-    if raw is None:
-        return site.hot.size if path.startswith("hot/") else feeds.default_limit
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= feeds.max_limit:
-        raise ValueError(f"limit must be a whole number from 1 to {feeds.max_limit}, got {raw!r}.")
-    return int(raw)
-
-
 def conditional(body: bytes, content_type: str, last_modified: datetime | None) -> Response:
     """``answer`` for a body made just now."""
     stamp = last_modified.timestamp() if last_modified else None
     return answer(Rendered(body, etag_of(body), stamp), content_type, settings().feeds.max_age)
-
-
-def answer(rendered: Rendered, content_type: str, max_age: int, headers: list[tuple[str, str]] | None = None) -> Response:
-    """A 200 with validators, or a 304 when the client already has these bytes; ``headers`` are added to either."""
-    headers = [*(headers or ()), ("ETag", f'"{rendered.etag}"'), ("Cache-Control", f"public, max-age={max_age}")]
-    if rendered.last_modified is not None:
-        headers.append(("Last-Modified", http_date_of(rendered.last_modified)))
-    if client_has(rendered.etag, rendered.last_modified, request.environ):
-        return Response(status=304, headers=headers)
-    return Response(rendered.body, headers=headers, content_type=content_type)
-
-
-def client_has(etag: str, last_modified: float | None, environ: dict[str, str]) -> bool:
-    """Whether the client's validators say it has the bytes of this ``etag`` and ``last_modified`` already.
-
-    When a client sends both validators, If-None-Match decides (RFC 9110 §13.2.2). Most
-    pollers send back exactly the ETag they were given, which needs no parsing.
-    """
-    if_none_match = environ.get("HTTP_IF_NONE_MATCH")
-    if if_none_match:
-        return if_none_match == f'"{etag}"' or parse_etags(if_none_match).contains_weak(etag)
-    since = parse_date(environ.get("HTTP_IF_MODIFIED_SINCE"))
-    return since is not None and last_modified is not None and int(last_modified) <= since.timestamp()
-
-
-@lru_cache(maxsize=256)  # pollers ask with the same few query strings all day
-def query_value(query_string: str, wanted: str) -> str | None:
-    """The first ``wanted`` of a WSGI query string, as ``request.args`` would give it."""
-    text = query_string.encode("latin-1", "replace").decode("utf-8", "replace")  # WSGI hands bytes as latin-1
-    return next((value for name, value in parse_qsl(text, keep_blank_values=True, errors="replace") if name == wanted), None)
-
-
-@lru_cache(maxsize=64)  # polls repeat a handful of Accept-Encoding values all day
-def negotiated_encoding(accept_encoding: str) -> str:
-    """The best of ``ENCODINGS`` the client accepts, else identity."""
-    return parse_accept_header(accept_encoding).best_match(ENCODINGS) or "identity"
-
-
-@lru_cache(maxsize=1024)  # each feed version has one time; polls ask for it over and over
-def http_date_of(stamp: float) -> str:
-    return http_date(stamp)
 
 
 # -- the directory of feeds, for the index page and OPML ------------------------------
@@ -435,7 +322,7 @@ def _tree(cat: Catalog, categories: list[Category], parent: tuple[str, ...]) -> 
 
 
 def feed_url(spec: FeedSpec, extension: str, variant: str | None = None) -> str:
-    return catalog_feed_url(settings(), spec.path, extension, variant)
+    return address_of_feed(settings(), spec.path, extension, variant)
 
 
 def opml_document(found: Directory, variant: str | None = None) -> bytes:

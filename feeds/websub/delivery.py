@@ -31,13 +31,12 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlencode
 
-from feeds.catalog import hub_address
+from feeds.addresses import hub_address, parse_topic
 from feeds.config import Settings
 from feeds.errors import StoreUnavailable
 from feeds.model import Intent, Owed, Sent
 from feeds.serving import RenderedFeeds, scope_of
 from feeds.store import Store
-from feeds.websub.hub import parse_topic
 from feeds.websub.outbound import Refused, networks, request
 from feeds.writers import FORMATS
 

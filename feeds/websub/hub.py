@@ -10,19 +10,17 @@ is ever called for it), and one past the subscription limits ``429``.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from datetime import datetime, timezone
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, request
 
+from feeds.addresses import parse_topic
 from feeds.config import Settings
 from feeds.model import Intent
 from feeds.serving import scope_of
 from feeds.store.subscriptions import LimitReached
-from feeds.web import feed_path_of, limit_of, variant_of
 from feeds.websub.outbound import Refused, check_url, networks
-from feeds.writers import FORMATS
 
 bp = Blueprint("hub", __name__)
 
@@ -31,45 +29,13 @@ MAX_URL_CHARS = 2048
 MAX_SECRET_BYTES = 200
 
 
-@dataclass(frozen=True)
-class Topic:
-    """A feed URL of this site as a subscriber names it."""
-
-    url: str
-    path: str  # e.g. category/redian
-    extension: str
-    limit: int
-    variant: str | None = None
-
-
-def parse_topic(url: str, settings: Settings) -> Topic | None:
-    """The feed ``url`` names when it is one of this site's feed URLs (archive pages hold still:
-    there is nothing to subscribe to), else None. Whether such a feed exists is the catalog's to say."""
-    parts, base = urlsplit(url), urlsplit(settings.site.base_url)
-    prefix = base.path.rstrip("/") + "/feeds/"
-    if (parts.scheme, parts.netloc) != (base.scheme, base.netloc) or parts.fragment or not parts.path.startswith(prefix):
-        return None
-    path, dot, extension = parts.path[len(prefix):].rpartition(".")
-    if not dot or extension not in FORMATS or not path or path.startswith("archive/"):
-        return None
-    if any(name not in ("limit", "variant", "q") for name, _ in parse_qsl(parts.query, keep_blank_values=True)):
-        return None
-    try:
-        path = feed_path_of(path, parts.query)
-        if path is None:
-            return None
-        return Topic(url, path, extension, limit_of(path, parts.query, settings), variant_of(parts.query))
-    except ValueError:
-        return None
-
-
 def subscription_key(topic: str, callback: str) -> str:
     return hashlib.sha256(f"{topic}\n{callback}".encode()).hexdigest()
 
 
 @bp.post("/hub")
 def hub() -> tuple[Response, int] | Response:
-    services = current_app.extensions["feeds"]
+    services = current_app.extensions["feeds"]  # feeds.services.services(), which this package lies below
     settings = services.settings
     if not settings.websub.hub:
         return _answer(404, "This service runs no WebSub hub (websub.hub is off).")
