@@ -1,14 +1,23 @@
 """Shared fixtures: a fresh database per test, on SQLite always and on PostgreSQL when
-``FEEDS_TEST_DATABASE_URL`` names one; ``app``, ``client`` and ``runner`` as in Flask's tutorial."""
+``FEEDS_TEST_DATABASE_URL`` names one; ``app``, ``client`` and ``runner`` as in Flask's tutorial.
+
+The suite runs in parallel (pytest-xdist, ``-n`` in pyproject.toml): each worker process has a
+PostgreSQL database and Redis databases of its own, so that a test wiping its schema or flushing its
+Redis database never touches another worker's."""
 from __future__ import annotations
 
 import atexit
+import fcntl
 import json
 import os
+import shutil
 import socket
+import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import sqlalchemy as sa
@@ -19,11 +28,12 @@ from flask.testing import FlaskClient
 from feeds import create_app
 from feeds.cli import main
 from feeds.config import Settings, load_settings
-from feeds.stats import PollCounter
+from feeds.polls import PollCounter
 from feeds.store import Store
 
-POSTGRES_URL = os.environ.get("FEEDS_TEST_DATABASE_URL", "")
-REDIS_URL = os.environ.get("FEEDS_TEST_REDIS_URL", "")
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", … under pytest-xdist; "" in one process
+WORKER_NUMBER = int(WORKER.removeprefix("gw")) if WORKER else 0
+REDIS_DATABASES = 16  # a Redis server's default number of databases
 SEED_ARTICLE = {
     "id": "20240404-0001",
     "url": "https://news.example.cn/redian/guonei/2024/0404/0001.html",
@@ -41,6 +51,67 @@ SEED_ARTICLE = {
     "image": "https://news.example.cn/images/0001.jpg",
     "published": "2024-04-04 16:49:39",
 }
+
+
+def worker_postgres(url: str) -> str:
+    """``url`` for this worker: its database with the worker's name appended (``test_gw1``), created
+    on the same server when missing; ``url`` itself outside pytest-xdist."""
+    if not url or not WORKER:
+        return url
+    import psycopg
+
+    server = sa.make_url(url)
+    name = f"{server.database}_{WORKER}"
+    params = {"host": server.host or "127.0.0.1", "port": server.port or 5432, "user": server.username,
+              "password": server.password, "dbname": server.database, "autocommit": True}
+    with psycopg.connect(**params) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    return server.set(database=name).render_as_string(hide_password=False)
+
+
+def redis_database(url: str, offset: int = 0) -> str:
+    """``url`` with a Redis database number of this worker's own: the shared one (``offset`` 0) in 0-7,
+    those a test empties and fills for itself (``offset`` 1 and 2) in 8-15."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    number = (WORKER_NUMBER % 8) if offset == 0 else 8 + (2 * WORKER_NUMBER + offset - 1) % 8
+    return urlunsplit((parts.scheme, parts.netloc, f"/{number}", parts.query, parts.fragment))
+
+
+POSTGRES_URL = worker_postgres(os.environ.get("FEEDS_TEST_DATABASE_URL", ""))
+REDIS_URL = redis_database(os.environ.get("FEEDS_TEST_REDIS_URL", ""))
+
+
+def apt_install(packages: list[str]) -> str:
+    """apt-get install Debian's ``packages``; '' when done, else why not. One install at a time across
+    the workers of a parallel run (dpkg takes one), under a lock file."""
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        return "installing needs root and apt-get"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    with open(Path(tempfile.gettempdir()) / "feeds-tests-apt.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for command in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", *packages]):
+            try:
+                done = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
+            except (OSError, subprocess.SubprocessError) as exc:
+                return f"{' '.join(command)}: {exc}"
+            if done.returncode != 0:
+                return f"{' '.join(command)} exited {done.returncode}: {done.stderr.strip()[-500:]}"
+    return ""
+
+
+def debian_tool(command: str, package: str = "") -> str:
+    """The path of ``command``, installed from Debian's ``package`` (by default of the same name) when
+    missing; the test skips, saying why, when it cannot be had."""
+    found = shutil.which(command, path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
+    if found is None:
+        problem = apt_install([package or command])
+        found = shutil.which(command, path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
+        if found is None:
+            pytest.skip(f"{command} is not installed and installing Debian's {package or command} failed: {problem}")
+    return found
 
 
 def free_port() -> int:

@@ -31,6 +31,7 @@ from feeds import create_app
 from feeds.config import load_settings
 from feeds.ingest import load_sample
 from feeds.validate import article_from_dict
+from tests.conftest import apt_install
 
 playwright_sync = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install '.[test]'")
 
@@ -53,26 +54,13 @@ def _has_cjk_font() -> bool:
     return bool(found.stdout.strip())
 
 
-def _install(packages: list[str]) -> str:
-    """apt-get install ``packages``; '' when done, else why not."""
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", *packages]):
-        try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
-        except (OSError, subprocess.SubprocessError) as exc:
-            return f"{' '.join(command)}: {exc}"
-        if done.returncode != 0:
-            return f"{' '.join(command)} exited {done.returncode}: {done.stderr.strip()[-500:]}"
-    return ""
-
-
 @pytest.fixture(scope="module")
 def chromium() -> str:
     """The system Chromium, installed from Debian's packages when missing (with a CJK font for the screenshots)."""
     missing = [] if shutil.which("chromium") else ["chromium", "chromium-driver"]
     if not _has_cjk_font():
         missing.append("fonts-noto-cjk")
-    problem = _install(missing) if missing else ""
+    problem = apt_install(missing) if missing else ""
     path = shutil.which("chromium")
     if path is None:
         pytest.skip(f"no system Chromium, and installing Debian's chromium failed: {problem}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import http.client
-import shutil
 import socket
 import subprocess
 import time
@@ -17,7 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from feeds import create_app
-from tests.conftest import Runner, article, free_port, make_settings
+from tests.conftest import Runner, article, debian_tool, free_port, make_settings
 
 AUTH = {"Authorization": "Bearer s3cret"}
 COMPARED = ("Content-Type", "ETag", "Last-Modified", "Cache-Control")
@@ -141,9 +140,7 @@ def test_etag_map_names_each_file_with_the_service_etag(client: FlaskClient, bui
 
 @pytest.fixture
 def nginx(built: Path, tmp_path: Path) -> Iterator[int]:
-    binary = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
-    if binary is None:
-        pytest.skip("nginx is not installed (apt-get install -y nginx); the static-site nginx test needs it")
+    binary = debian_tool("nginx")
     port = free_port()
     runtime = tmp_path / "nginx"
     runtime.mkdir()

@@ -21,12 +21,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import POSTGRES_URL, REDIS_URL, article
+from tests.conftest import POSTGRES_URL, REDIS_URL, article, redis_database
 from tests.test_serve import free_port, wait_until_up
 
 TOKEN = "s3cret"
@@ -147,12 +146,12 @@ def own_database(kind: str) -> Iterator[sa.URL]:
 
 
 @contextmanager
-def own_redis(number: int) -> Iterator[Any]:
-    """Redis database ``number`` of the server of FEEDS_TEST_REDIS_URL, empty, as (client, url); emptied after."""
+def own_redis(offset: int) -> Iterator[Any]:
+    """A Redis database of this worker's own (``offset`` 1 or 2: one for each module using one) on the server
+    of FEEDS_TEST_REDIS_URL, empty, as (client, url); emptied after."""
     import redis
 
-    server = urlsplit(REDIS_URL)
-    url = f"redis://{server.hostname or '127.0.0.1'}:{server.port or 6379}/{number}"
+    url = redis_database(REDIS_URL, offset)
     client = redis.Redis.from_url(url)
     client.flushdb()
     try:
@@ -160,11 +159,6 @@ def own_redis(number: int) -> Iterator[Any]:
     finally:
         client.flushdb()
         client.close()
-
-
-def redis_number(offset: int) -> int:
-    """A Redis database number other than the shared 0, different for each module using one."""
-    return 8 + (os.getpid() + offset) % 8
 
 
 @dataclass
@@ -294,7 +288,7 @@ def site(tmp_path_factory) -> Iterator[tuple[Instance, Instance, Any]]:
     """Instances A and B, started at the same moment on one fresh database and one Redis database."""
     needs_services()
     folder = tmp_path_factory.mktemp("cluster")
-    with own_database("cluster") as database, own_redis(redis_number(0)) as (redis_client, redis_url):
+    with own_database("cluster") as database, own_redis(1) as (redis_client, redis_url):
         url = database.render_as_string(hide_password=False)
         a, b = Instance(folder, url, redis_url, recheck_seconds=TRUSTED), Instance(folder, url, redis_url, recheck_seconds=TRUSTED)
         try:

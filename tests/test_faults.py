@@ -16,7 +16,7 @@ import pytest
 from feeds.store import Store
 from tests.conftest import POSTGRES_URL
 from tests.test_cluster import (
-    RECHECK, Instance, Proxy, guid, guids, needs_services, news, own_database, own_redis, redis_number, within,
+    RECHECK, Instance, Proxy, guid, guids, needs_services, news, own_database, own_redis, within,
     within_recheck,
 )
 
@@ -32,7 +32,7 @@ def eventually(check, what: str):
 def servers(tmp_path_factory) -> Iterator[dict]:
     """A database and Redis database of this module's own, each behind a proxy."""
     needs_services()
-    with own_database("faults") as database, own_redis(redis_number(1)) as (redis_client, redis_url):
+    with own_database("faults") as database, own_redis(2) as (redis_client, redis_url):
         postgres = urlsplit(POSTGRES_URL)
         redis = urlsplit(redis_url)
         database_proxy = Proxy(postgres.hostname or "127.0.0.1", postgres.port or 5432)

@@ -8,7 +8,6 @@ import os
 import resource
 import signal
 import socket
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from feeds import create_app
-from tests.conftest import article, free_port, jsonl
+from tests.conftest import article, debian_tool, free_port, jsonl
 
 
 def wait_until_up(url: str, process: subprocess.Popen, seconds: float = 30) -> None:
@@ -240,25 +239,10 @@ def test_a_worker_that_dies_is_replaced(tmp_path):
     assert f"worker {first[0]} died (signal SIGKILL); starting another" in server.log.read_text()
 
 
-def newsboat() -> str:
-    found = shutil.which("newsboat")
-    if found:
-        return found
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-        subprocess.run(["apt-get", "update"], **quiet)
-        subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "newsboat"], **quiet,
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-        found = shutil.which("newsboat")
-    if not found:
-        pytest.skip("newsboat is not installed and could not be installed with apt-get (needs root and Debian's packages)")
-    return found
-
-
 @pytest.mark.parametrize("extension", ["rss", "atom"])
 def test_newsboat_reads_titles_times_and_guids(served, extension, tmp_path):
     base, _ = served
-    binary = newsboat()
+    binary = debian_tool("newsboat")
     urls = tmp_path / "urls"
     urls.write_text(f"{base}/feeds/all.{extension}\n", encoding="utf-8")
     cache = tmp_path / "cache.db"
