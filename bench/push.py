@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as c  # noqa: E402
-from throughput import ensure_tools, free_port, wrk  # noqa: E402
+from _serve import ensure_tools, free_port, wrk  # noqa: E402
 
 SIZES = (1, 100, 1_000, 10_000)
 TOKEN = "bench"
