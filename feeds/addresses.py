@@ -20,8 +20,8 @@ MAX_TERMS = 10
 
 
 def feed_address(settings: Settings, path: str) -> str:
-    """The canonical URL of the feed at ``path``, without extension: ``site.base_url`` + ``/feeds/<path>``."""
-    return f"{settings.site.base_url.rstrip('/')}/feeds/{path}"
+    """The canonical URL of the feed at ``path``, without extension: the base URL + ``/feeds/<path>``."""
+    return f"{settings.base_url}/feeds/{path}"
 
 
 def feed_url(settings: Settings, path: str, extension: str, variant: str | None = None) -> str:
@@ -57,7 +57,7 @@ def search_terms(raw: str) -> tuple[str, ...]:
 
 def hub_address(settings: Settings) -> str:
     """The URL of the service's own WebSub hub."""
-    return f"{settings.site.base_url.rstrip('/')}/hub"
+    return f"{settings.base_url}/hub"
 
 
 def feed_path_of(path: str, query_string: str) -> str | None:
@@ -116,7 +116,7 @@ class Topic:
 def parse_topic(url: str, settings: Settings) -> Topic | None:
     """The feed ``url`` names when it is one of this site's feed URLs (archive pages hold still:
     there is nothing to subscribe to), else None. Whether such a feed exists is the catalog's to say."""
-    parts, base = urlsplit(url), urlsplit(settings.site.base_url)
+    parts, base = urlsplit(url), urlsplit(settings.base_url)
     prefix = base.path.rstrip("/") + "/feeds/"
     if (parts.scheme, parts.netloc) != (base.scheme, base.netloc) or parts.fragment or not parts.path.startswith(prefix):
         return None

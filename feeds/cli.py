@@ -13,7 +13,7 @@ from typing import IO, Any
 import click
 
 from feeds import Services, create_app, open_services
-from feeds.config import Settings, load_settings
+from feeds.config import WILDCARD_HOSTS, Settings, load_settings
 from feeds.errors import ConfigError
 from feeds.ingest import Report, import_articles, import_reads, load_sample
 from feeds.server import serve
@@ -93,9 +93,11 @@ def serve_command(obj: Context, host: str | None, port: int | None, workers: int
         _load_demo(store, settings)
     store.close()
     reset_multiprocess_dir()
-    address, port = host or server.host, port or server.port
-    click.echo(f"Serving {store.url} on http://{address}:{port}/  (feeds listed at /, OPML at /feeds.opml)", err=True)
-    serve(settings, address, port, workers or server.workers, threads or server.threads)
+    settings = settings.served_at(host or server.host, port or server.port)
+    if not settings.site.base_url and settings.server.host in WILDCARD_HOSTS:
+        click.echo(f"site.base_url is not set: feeds will link to {settings.base_url}; set it to the address readers use.", err=True)
+    click.echo(f"Serving {store.url} at {settings.base_url}/  (feeds listed at /, OPML at /feeds.opml)", err=True)
+    serve(settings, settings.server.host, settings.server.port, workers or server.workers, threads or server.threads)
 
 
 @main.command("build")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import socket
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from feeds.errors import ConfigError
 class SiteSettings:
     title: str = "融易新闻"
     link: str = "https://news.example.cn/"
-    base_url: str = "http://127.0.0.1:8000"
+    base_url: str = ""  # "": where feeds serve listens (Settings.base_url)
     timezone: str = "Asia/Shanghai"
     language: str = "zh-CN"
     guid_prefix: str = "tag:news.example.cn,2024:article:"
@@ -152,6 +153,23 @@ class Settings:
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.site.timezone)
 
+    @property
+    def base_url(self) -> str:
+        """Where the feeds are reached from outside, without a trailing slash: ``site.base_url``, or when
+        that is not set, the address ``feeds serve`` listens on (``server.host`` and ``server.port``)."""
+        if self.site.base_url:
+            return self.site.base_url.rstrip("/")
+        server = self.server
+        host = socket.getfqdn() if server.host in WILDCARD_HOSTS else server.host
+        return f"http://{f'[{host}]' if ':' in host else host}:{server.port}"
+
+    def served_at(self, host: str, port: int) -> Settings:
+        """These settings as ``feeds serve --host HOST --port PORT`` serves them."""
+        return dataclasses.replace(self, server=dataclasses.replace(self.server, host=host, port=port))
+
+
+WILDCARD_HOSTS = ("", "0.0.0.0", "::")  # every address of the machine: none of them names it to a reader
+
 
 ENVIRONMENT = {
     "FEEDS_DATABASE_URL": ("database", "url"),
@@ -254,6 +272,8 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
 
 def _check(settings: Settings) -> None:
     for key, url in (("site.link", settings.site.link), ("site.base_url", settings.site.base_url)):
+        if key == "site.base_url" and not url:
+            continue  # where feeds serve listens
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ConfigError(f"{key}: expected an http(s) URL, got {url!r}")

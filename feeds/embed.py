@@ -199,7 +199,7 @@ def script_rendered() -> Rendered:
 def snippets(spec: FeedSpec) -> list[tuple[str, str]]:
     """The lines another site pastes to show the box of a hot list (or of a feed's newest articles): an
     iframe, or a script that draws the box in place."""
-    base = settings().site.base_url.rstrip("/")
+    base = settings().base_url
     if spec.kind == "hot":
         query = f"window={spec.window}" + (f"&amp;category={spec.category.slug_path}" if spec.category else "")
         page = f"{base}/embed/hot?{query}"

@@ -1,7 +1,9 @@
 """Settings: defaults, config.toml, environment; bad values stop start-up naming the key."""
 from __future__ import annotations
 
+import os
 import re
+import socket
 from pathlib import Path
 
 import pytest
@@ -78,3 +80,13 @@ def test_cli_stops_with_the_message(tmp_path):
                             text=True)
     assert result.returncode != 0
     assert "site.titel: unknown key" in result.stderr
+
+
+def test_an_unset_base_url_is_where_feeds_serve_listens():
+    settings = load_settings(environ={"FEEDS_CONFIG": os.devnull})
+    assert settings.site.base_url == "" and settings.base_url == "http://127.0.0.1:8000"
+    assert settings.served_at("127.0.0.1", 8765).base_url == "http://127.0.0.1:8765"
+    assert settings.served_at("::1", 8765).base_url == "http://[::1]:8765"
+    assert settings.served_at("0.0.0.0", 80).base_url == f"http://{socket.getfqdn()}:80"
+    given = load_settings(overrides={"site": {"base_url": "https://feeds.example.cn/"}}, environ={"FEEDS_CONFIG": os.devnull})
+    assert given.served_at("0.0.0.0", 8765).base_url == "https://feeds.example.cn"

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
+import feedparser
 import pytest
 
 from feeds import create_app
@@ -296,3 +297,24 @@ def test_an_address_it_cannot_listen_on_is_a_clear_error(tmp_path, host, message
                                   env=env, capture_output=True, text=True, timeout=60)
     assert finished.returncode == 1
     assert f"Error: {message.format(port=port)}" in finished.stderr and "Traceback" not in finished.stderr
+
+
+def test_without_a_base_url_the_links_follow_the_port_it_serves_on(tmp_path):
+    """With no site.base_url, ``feeds serve --port P`` writes http://127.0.0.1:P into the self and hub links, not
+    the default port: a subscriber is sent where the feed is."""
+    port = free_port()
+    env = {**{name: value for name, value in os.environ.items() if name != "FEEDS_BASE_URL"},
+           "FEEDS_DATABASE_URL": f"sqlite:///{tmp_path / 'feeds.db'}", "FEEDS_CONFIG": os.devnull}
+    process = subprocess.Popen([sys.executable, "-m", "feeds", "serve", "--port", str(port), "--workers", "1"],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_until_up(f"{base}/healthz", process)
+        with urllib.request.urlopen(f"{base}/feeds/all.atom") as response:
+            link, body = response.headers["Link"], response.read()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert link == f'<{base}/hub>; rel="hub", <{base}/feeds/all.atom>; rel="self"'
+    parsed = feedparser.parse(body)
+    assert {entry["href"] for entry in parsed.feed.links if entry["rel"] in ("self", "hub")} == {f"{base}/feeds/all.atom", f"{base}/hub"}

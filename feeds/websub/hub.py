@@ -60,7 +60,7 @@ def hub() -> tuple[Response, int] | Response:
             return _answer(400, f"{name} is longer than {MAX_URL_CHARS} characters.")
     topic = parse_topic(topic_url, settings)
     if topic is None or services.catalog.resolve(topic.path) is None:
-        return _answer(404, f"hub.topic must be a feed URL of this site, such as {settings.site.base_url.rstrip('/')}"
+        return _answer(404, f"hub.topic must be a feed URL of this site, such as {settings.base_url}"
                             f"/feeds/all.rss; {topic_url[:200]!r} is not one.")
     try:
         check_url(callback, networks(settings.websub.allow_callbacks))
