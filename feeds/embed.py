@@ -161,7 +161,7 @@ def requested_options(kind: str) -> EmbedOptions:
 
 
 def framing() -> tuple[str, str]:
-    """Who may frame a box: ``embed.frame_ancestors`` (every other page refuses, ``web.refuse_framing``)."""
+    """Who may frame a box: ``embed.frame_ancestors`` (every other page refuses, ``responses.refuse_framing``)."""
     return ("Content-Security-Policy", f"frame-ancestors {' '.join(settings().embed.frame_ancestors)}")
 
 
