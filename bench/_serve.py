@@ -32,10 +32,9 @@ CASES = ("200", "gzip 200", "br 200", "304", "gzip 304")
 
 ENCODING_OF = {"200": "identity", "gzip 200": "gzip", "br 200": "br", "304": "identity", "gzip 304": "gzip"}
 
-FEEDS_SERVE = "feeds serve (bjoern, fast path)"
-FEEDS_MORE_THREADS = "feeds serve --threads %d (granian)"
-BJOERN_FLOOR = "bjoern, no app work (server floor)"
-GRANIAN_FLOOR = "granian, no app work"
+FEEDS_SERVE = "feeds serve (granian, fast path)"
+FEEDS_MORE_THREADS = "feeds serve --threads %d"
+GRANIAN_FLOOR = "granian, no app work (server floor)"
 FEEDS_GUNICORN = "feeds on gunicorn (gthread)"
 FLOOR = "bare Flask on gunicorn (floor)"
 NGINX = "nginx (static files)"
@@ -86,28 +85,6 @@ def app(environ, start_response):
         return [b""]
     start_response("200 OK", list(fresh))
     return [body]
-'''
-
-
-BJOERN_FLOOR_SERVER = '''
-"""The server floor of `feeds serve`: the no-work callable on bjoern workers forked from one socket, as
-feeds/server.py forks them, with a Date header fixed at start (bjoern writes none)."""
-import os
-import sys
-from email.utils import formatdate
-
-import bjoern
-
-from no_work_app import ANSWERS, app
-
-for _, fresh, not_modified, _ in ANSWERS.values():
-    fresh.append(("Date", formatdate(usegmt=True)))
-    not_modified.append(("Date", formatdate(usegmt=True)))
-listener = bjoern.bind_and_listen("127.0.0.1", int(sys.argv[1]))
-for _ in range(int(sys.argv[2]) - 1):
-    if os.fork() == 0:
-        break
-bjoern.server_run(listener, app)
 '''
 
 
@@ -324,8 +301,7 @@ def headers_for(case: str, server: Server) -> dict[str, str]:
 
 
 def feeds_serve(name: str, tmp: Path, args: argparse.Namespace, env: dict[str, str], threads: int | None = None) -> Server:
-    """``feeds serve`` as the README starts it (bjoern with one thread a worker, granian with more; the fast path
-    in front of Flask)."""
+    """``feeds serve`` as the README starts it: granian workers, the fast path in front of Flask."""
     port = free_port()
     log = tmp / f"{name}.log"
     command = [sys.executable, "-m", "feeds", "serve", "--port", str(port), "--workers", str(args.workers),
@@ -349,16 +325,15 @@ def write_answers(tmp: Path, feeds: Server, path: str) -> None:
 
 
 def server_floor(name: str, tmp: Path, args: argparse.Namespace, env: dict[str, str]) -> Server:
-    """A server answering from ``answers.json`` with no other work, with the same workers: bjoern forked as
-    ``feeds serve`` forks it, or granian with the same threads."""
+    """granian answering from ``answers.json`` with no other work, set up as ``feeds serve`` sets it up (the same
+    workers, threads, backlog and connection limit): how fast the server goes when the app does nothing."""
+    from feeds.server import BACKLOG, MAX_CONNECTIONS
+
     port = free_port()
     (tmp / "no_work_app.py").write_text(NO_WORK_APP)
-    if name == BJOERN_FLOOR:
-        (tmp / "bjoern_floor.py").write_text(BJOERN_FLOOR_SERVER)
-        command = [sys.executable, "bjoern_floor.py", str(port), str(args.workers)]
-    else:
-        command = [sys.executable, "-m", "granian", "--interface", "wsgi", "--workers", str(args.workers), "--blocking-threads",
-                   str(args.threads), "--no-ws", "--port", str(port), "--log-level", "warning", "no_work_app:app"]
+    command = [sys.executable, "-m", "granian", "--interface", "wsgi", "--workers", str(args.workers), "--blocking-threads",
+               str(args.threads), "--backlog", str(BACKLOG), "--backpressure", str(MAX_CONNECTIONS), "--no-ws",
+               "--port", str(port), "--log-level", "warning", "no_work_app:app"]
     process = subprocess.Popen(command, cwd=tmp, env=env, stdout=(tmp / f"{name}.log").open("w"), stderr=subprocess.STDOUT,
                                start_new_session=True)
     return Server(name, port, process)

@@ -1,19 +1,18 @@
 """Served throughput of polls with wrk: `feeds serve` beside the same app on gunicorn, a bare-Flask
-floor, bjoern and granian with no app work, nginx serving the same bytes as static files, and Django's
+floor, granian with no app work, nginx serving the same bytes as static files, and Django's
 syndication framework.
 
 One SQLite store (``bench/_data.py``, ``--articles`` articles, the newest with ~4 KB items)
-serves ``/feeds/category/<slug>.rss?limit=<--limit>`` (about 8 KB) from eight servers at once on 127.0.0.1:
+serves ``/feeds/category/<slug>.rss?limit=<--limit>`` (about 8 KB) from seven servers at once on 127.0.0.1:
 
 - **feeds serve**: ``feeds serve --workers W --threads T`` as the README starts it, with its default workers
-  and threads: bjoern workers (one thread each), with the polling fast path (``feeds.web.FastPolls``) in front
-  of Flask;
-- **feeds serve --threads N** (``--more-threads``, 4 unless 0): the same app on granian, which
-  ``feeds serve`` runs for more than one thread a worker; the threads take turns holding Python's lock;
-- **bjoern, no app work (server floor)**: a plain WSGI callable answering with the very bytes and
-  headers ``feeds serve`` gives (200 and 304, each encoding) from memory, on bjoern workers forked as
-  ``feeds serve`` forks them: how fast the server goes when the app does nothing;
-- **granian, no app work**: the same callable on granian, with the same workers and threads;
+  and threads: granian workers (one thread each), with the polling fast path (``feeds.web.FastPolls``) in
+  front of Flask;
+- **feeds serve --threads N** (``--more-threads``, 4 unless 0): the same with more threads a worker, which
+  take turns holding Python's lock;
+- **granian, no app work (server floor)**: a plain WSGI callable answering with the very bytes and
+  headers ``feeds serve`` gives (200 and 304, each encoding) from memory, on granian set up as ``feeds serve``
+  sets it up: how fast the server goes when the app does nothing;
 - **feeds on gunicorn**: ``feeds:create_app()`` under gunicorn (gthread, ``-w W --threads T``),
   the server ``feeds serve`` ran before: the same app, so the difference is the server;
 - **bare Flask (floor)**: a few lines of Flask returning the same bytes (and gzip bytes,
@@ -59,7 +58,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as c  # noqa: E402
-from _serve import (BJOERN_FLOOR, CASES, DJANGO, ENCODING_OF, FEEDS_GUNICORN, FEEDS_MORE_THREADS, FEEDS_SERVE,  # noqa: E402
+from _serve import (CASES, DJANGO, ENCODING_OF, FEEDS_GUNICORN, FEEDS_MORE_THREADS, FEEDS_SERVE,  # noqa: E402
                     FLOOR, FLOOR_APP, GRANIAN_FLOOR, NGINX, Server, ensure_tools, feeds_serve, fetch, gunicorn, headers_for,
                     measured, polled_store, server_arguments, server_env, server_floor, start_nginx, stop, wait_up, wrk,
                     write_answers)
@@ -259,7 +258,7 @@ def main() -> None:
         c.log(f"feed: {len(plain):,} bytes, gzip {len(gz):,} bytes ({gz_headers.get('Content-Encoding')}), ETag {etag}")
 
         write_answers(tmp, feeds, path)
-        servers += [server_floor(BJOERN_FLOOR, tmp, args, env), server_floor(GRANIAN_FLOOR, tmp, args, env)]
+        servers.append(server_floor(GRANIAN_FLOOR, tmp, args, env))
         if args.more_threads:
             servers.append(feeds_serve(FEEDS_MORE_THREADS % args.more_threads, tmp, args, env, args.more_threads))
         servers.append(gunicorn(FEEDS_GUNICORN, "feeds:create_app()", tmp, args, env))
@@ -306,7 +305,7 @@ def main() -> None:
     print()
     print(f"`GET {path}` ({len(plain):,} B, gzip {len(gz):,} B; {args.articles:,} articles in SQLite), "
           f"all servers on 127.0.0.1 at once, measured in turn. Python servers: `-w {args.workers} --threads "
-          f"{args.threads}` (gunicorn gthread; `feeds serve` forks that many bjoern workers, or runs granian with more threads), "
+          f"{args.threads}` (gunicorn gthread; `feeds serve` runs that many granian workers and threads), "
           f"no server access log (the package's own `feeds.access` line per request goes to the server's log file, as it "
           f"ships). Load: `wrk -t{args.wrk_threads} -c{args.connections} -d{args.duration:g}s --latency` after a "
           f"{args.warmup:g} s warm-up run of the same command, {args.rounds} rounds; medians over the rounds. \"vs nginx\", "
@@ -331,7 +330,7 @@ def main() -> None:
             rows.append((case, server.name, f"{c.median([r['rps'] for r in runs]):,.0f}",
                          f"{c.median([r['cpu_us'] for r in runs]):.0f}",
                          f"{c.median([r['p50'] for r in runs]):.2f}", f"{c.median([r['p99'] for r in runs]):.2f}",
-                         ratio(server, NGINX, case), ratio(server, BJOERN_FLOOR, case), ratio(server, FLOOR, case),
+                         ratio(server, NGINX, case), ratio(server, GRANIAN_FLOOR, case), ratio(server, FLOOR, case),
                          " / ".join(f"{r['rps']:,.0f}" for r in runs), server.checks[case] + (f"; {bad}" if bad else "")))
     print(c.table(("case", "server", "req/s", "CPU µs", "p50 ms", "p99 ms", "vs nginx", "vs server floor", "vs Flask floor",
                    "req/s by round", "check: status, body"), rows, "llrrrrrrrrl"))

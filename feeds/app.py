@@ -29,7 +29,9 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, deliver: bool
     settings = config if isinstance(config, Settings) else load_settings(overrides=config)
     app = Flask(__name__)
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
-    app.config["MAX_CONTENT_LENGTH"] = settings.api.max_body_bytes
+    # One byte over the limit: werkzeug stops a body without Content-Length (chunked) at this many bytes without
+    # a word, so the API can tell a body over the limit only when it reads a byte more than it allows.
+    app.config["MAX_CONTENT_LENGTH"] = settings.api.max_body_bytes + 1
     app.extensions["feeds"] = open_services(settings)
 
     app.register_blueprint(web.bp)

@@ -81,11 +81,11 @@ def views_command(obj: Context, path: IO[str]) -> None:
 @click.option("--host", default=None, help="Address to listen on [server.host].")
 @click.option("--port", type=int, default=None, help="Port [server.port].")
 @click.option("--workers", type=int, default=None, help="Worker processes [server.workers].")
-@click.option("--threads", type=int, default=None, help="Threads per worker [server.threads]: 1 serves on bjoern, more on granian.")
+@click.option("--threads", type=int, default=None, help="Threads per worker [server.threads].")
 @click.option("--demo", is_flag=True, help="Load the bundled sample articles and reads into an empty database first.")
 @click.pass_obj
 def serve_command(obj: Context, host: str | None, port: int | None, workers: int | None, threads: int | None, demo: bool) -> None:
-    """Serve the feeds: on bjoern (an HTTP server in C) with one thread a worker, on granian with more."""
+    """Serve the feeds on granian (an HTTP server in Rust), safe to face the internet (README: Deployment)."""
     services = obj.services()
     settings, store = services.settings, services.store
     server = settings.server
@@ -97,7 +97,7 @@ def serve_command(obj: Context, host: str | None, port: int | None, workers: int
     if not settings.site.base_url and settings.server.host in WILDCARD_HOSTS:
         click.echo(f"site.base_url is not set: feeds will link to {settings.base_url}; set it to the address readers use.", err=True)
     click.echo(f"Serving {store.url} at {settings.base_url}/  (feeds listed at /, OPML at /feeds.opml)", err=True)
-    serve(settings, settings.server.host, settings.server.port, workers or server.workers, threads or server.threads)
+    serve(settings, workers or server.workers, threads or server.threads)
 
 
 @main.command("build")

@@ -113,6 +113,10 @@ class ServerSettings:
     workers: int = 2
     threads: int = 1
     proxies: int = 0  # proxies in front that set X-Forwarded-For/-Proto/-Host, each appending its own hop
+    header_timeout: int = 10  # seconds a request head may take to arrive, and a kept-alive connection may idle
+    max_head_bytes: int = 65_536  # a request head larger than this is answered 431
+    tls_certificate: str = ""  # PEM files: with both set, feeds serve speaks HTTPS (and HTTP/2) itself
+    tls_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -161,7 +165,7 @@ class Settings:
             return self.site.base_url.rstrip("/")
         server = self.server
         host = socket.getfqdn() if server.host in WILDCARD_HOSTS else server.host
-        return f"http://{f'[{host}]' if ':' in host else host}:{server.port}"
+        return f"{'https' if server.tls_certificate else 'http'}://{f'[{host}]' if ':' in host else host}:{server.port}"
 
     def served_at(self, host: str, port: int) -> Settings:
         """These settings as ``feeds serve --host HOST --port PORT`` serves them."""
@@ -314,6 +318,7 @@ def _check(settings: Settings) -> None:
         "server.port": settings.server.port,
         "server.workers": settings.server.workers,
         "server.threads": settings.server.threads,
+        "server.header_timeout": settings.server.header_timeout,
         "cache.ttl": settings.cache.ttl,
         "cache.hot_ttl": settings.cache.hot_ttl,
         "stats.flush_seconds": settings.stats.flush_seconds,
@@ -333,6 +338,15 @@ def _check(settings: Settings) -> None:
             raise ConfigError(f"{key}: must be at least 1, got {value}")
     if settings.cache.recheck_seconds < 0:
         raise ConfigError(f"cache.recheck_seconds: must not be negative, got {settings.cache.recheck_seconds}")
+    if not 1 <= settings.server.header_timeout <= 60:
+        raise ConfigError(f"server.header_timeout: must lie between 1 and 60 seconds, got {settings.server.header_timeout}")
+    if settings.server.max_head_bytes < 8192:
+        raise ConfigError(f"server.max_head_bytes: must be at least 8192, got {settings.server.max_head_bytes}")
+    if bool(settings.server.tls_certificate) != bool(settings.server.tls_key):
+        raise ConfigError("server.tls_certificate and server.tls_key: set both (HTTPS) or neither (HTTP)")
+    for key, pem in (("server.tls_certificate", settings.server.tls_certificate), ("server.tls_key", settings.server.tls_key)):
+        if pem and not Path(pem).is_file():
+            raise ConfigError(f"{key}: no such file: {pem!r}")
     if settings.server.proxies < 0:
         raise ConfigError(f"server.proxies: must not be negative, got {settings.server.proxies}")
     if settings.feeds.max_age < 0:

@@ -1,16 +1,23 @@
-"""How ``feeds serve`` runs the app: on bjoern with one thread a worker (the default), on granian with more.
+"""How ``feeds serve`` runs the app: on granian, an HTTP server in Rust, with its own worker processes.
 
-bjoern is an HTTP server written in C around an event loop (libev): it reads and writes every connection of a
-worker without Python, and calls the app for one request at a time. A poll answered from a kept answer
-(``feeds.web.FastPolls``) then costs a few microseconds of Python and little else, which is what keeps
-polls within a factor of two of nginx serving files. granian (in Rust) runs the app on a pool of threads a
-worker instead, for deployments whose requests wait on something other than the CPU (see the README,
-*Workers and threads*); the same app on granian with one thread a worker answered polls at about 0.6 of
-bjoern's rate.
+granian reads and writes every connection in Rust and calls the app (WSGI) on a pool of threads a worker:
+one by default, as a poll answered from a kept answer (``feeds.web.FastPolls``) costs a few microseconds of
+Python and threads would only take turns holding Python's lock. What makes it safe to face the internet with
+nothing in front is granian's, set from ``[server]``:
 
-bjoern has no timeouts of its own (a client may hold a connection open as long as it likes, and a request
-body is read whole before the app sees it), so on the open internet it belongs behind a proxy or a CDN
-that has them; the README's deployment section says so.
+- a request head must arrive whole within ``server.header_timeout`` seconds, and a kept-alive connection
+  that brings no new request within as long is closed (hyper, underneath, runs one timer for both);
+- a head over ``server.max_head_bytes`` is answered 431;
+- a body is read only as the app reads it: the app answers 413 from a Content-Length over
+  ``api.max_body_bytes``, stops reading a chunked one at the limit with a 413, and answers a write without
+  valid credentials before reading any (Flask's ``MAX_CONTENT_LENGTH`` and the API's token check); granian
+  then closes the connection rather than read the rest;
+- pipelined requests are answered in order; idle connections wait in Rust and cost no thread.
+
+Processes: granian's parent binds the socket, starts the workers and starts another when one dies. SIGTERM
+or SIGINT stops them gracefully: each finishes the requests in flight and then runs the process's exit
+handlers (the last poll counts, metrics and log lines), which granian's workers would otherwise skip. A
+worker whose parent was killed stops by itself within a second.
 """
 from __future__ import annotations
 
@@ -19,208 +26,111 @@ import functools
 import os
 import resource
 import signal
-import sys
+import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
-from email.utils import formatdate
+from pathlib import Path
 from typing import Any
 
 import click
+from granian import Granian
+from granian.constants import HTTPModes, Interfaces
+from granian.errors import ConfigurationError
+from granian.http import HTTP1Settings
 
 from feeds.app import create_app
 from feeds.config import Settings
 
-KILL_SECONDS = 30  # SIGTERM: how long a worker may take to stop before it is killed
-DRAIN_SECONDS = 5  # SIGTERM: how long a bjoern worker goes on answering its open connections before it exits
-RESPAWN_PAUSE = 1.0  # a worker that died is replaced after this long, so that one dying at start does not spin
+BACKLOG = 4096  # connections waiting to be accepted (Linux caps it at net.core.somaxconn)
+MAX_CONNECTIONS = 16_384  # open connections a worker keeps at once
+KILL_SECONDS = 30  # SIGTERM: how long a worker may take to finish its requests before it is killed
+RESPAWN_SECONDS = 1.0  # a worker that died is replaced after this long
+ORPHAN_CHECK_SECONDS = 0.2  # how often a worker looks whether its parent is still there
+ORPHAN_EXIT_SECONDS = 1.0  # and how long an orphan may take to stop gracefully before it leaves at once
 
 
-def serve(settings: Settings, host: str, port: int, workers: int, threads: int) -> None:
-    """Serve until SIGTERM or SIGINT, then stop gracefully: each worker writes its last poll counts,
-    metrics and log lines."""
-    if threads > 1:
-        _serve_on_granian(settings, host, port, workers, threads)
-    else:
-        _serve_on_bjoern(settings, host, port, workers)
+def serve(settings: Settings, workers: int, threads: int) -> None:
+    """Serve at ``settings.server``'s address until SIGTERM or SIGINT, then stop gracefully."""
+    server = settings.server
+    _check_address(server.host, server.port)
+    _take_the_open_files_limit()
+    tls = {"ssl_cert": Path(server.tls_certificate), "ssl_key": Path(server.tls_key)} if server.tls_certificate else {}
+    try:
+        granian = Granian(
+            "feeds.app:create_app",  # named for granian's log line; the workers' app comes from _worker_app
+            address=server.host, port=server.port, interface=Interfaces.WSGI, workers=workers, blocking_threads=threads,
+            http=HTTPModes.auto,  # HTTP/1.1, and HTTP/2 where a client offers it (over TLS: ALPN)
+            http1_settings=HTTP1Settings(header_read_timeout=server.header_timeout * 1000, max_buffer_size=server.max_head_bytes),
+            websockets=False,
+            # granian counts open connections, idle ones too, against its backpressure (by default the backlog over
+            # the workers: 512 each): past it, a poll waits for an idle connection to time out. Connections cost
+            # Rust memory, not threads, and header_timeout closes idle ones.
+            backlog=BACKLOG, backpressure=MAX_CONNECTIONS,
+            log_access=False,  # the app logs each request itself (feeds.access)
+            respawn_failed_workers=True, respawn_interval=RESPAWN_SECONDS,
+            workers_kill_timeout=KILL_SECONDS,
+            **tls,
+        )
+        granian.serve(target_loader=functools.partial(_worker_app, settings), wrap_loader=False)
+    except ConfigurationError as exc:
+        raise click.ClickException(f"cannot serve on {server.host}:{server.port}: {exc}") from exc
 
 
-def _serve_on_granian(settings: Settings, host: str, port: int, workers: int, threads: int) -> None:
-    from granian import Granian
-    from granian.constants import Interfaces
-
-    Granian(
-        "feeds:create_app", address=host, port=port, interface=Interfaces.WSGI, workers=workers,
-        blocking_threads=threads, websockets=False,
-        log_access=False,  # the app logs each request itself (feeds.access)
-        workers_kill_timeout=KILL_SECONDS,  # requests in flight get this long to finish
-    ).serve(spawn_target=_granian_worker, target_loader=functools.partial(_worker_app, settings), wrap_loader=False)
+def _check_address(host: str, port: int) -> None:
+    """Fail with a message, not granian's trace from Rust, when the address cannot be listened on."""
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as granian binds: a closed socket's port is free
+            probe.bind((host, port))
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
 
 
 def _worker_app(settings: Settings) -> Any:
     """The app of one worker process, made after it started: each runs the hub's deliveries from its start."""
-    return create_app(settings, deliver=True)
+    # Out of the parent's process group, so that a terminal's Ctrl-C (SIGINT to the group) reaches the parent
+    # alone, which stops the workers with SIGTERM: a SIGINT to the worker itself left it, one time in two here,
+    # waiting for a shutdown that never came. A supervisor's SIGKILL of the group kills the parent, and the
+    # workers follow it within ORPHAN_CHECK_SECONDS (_stop_when_orphaned).
+    os.setpgid(0, 0)
+    app = create_app(settings, deliver=True)
+    threading.Thread(target=_exit_handlers_after_main, name="feeds-exit-handlers").start()
+    threading.Thread(target=_stop_when_orphaned, args=(os.getppid(),), name="feeds-orphan-watch", daemon=True).start()
+    return app
 
 
-def _granian_worker(*args: Any, **kwargs: Any) -> None:
-    """A granian WSGI worker, ended as a process exits cleanly: granian's workers end with ``os._exit``,
-    which skips the exit handlers that write the last poll counts and log lines."""
-    from granian.server import MPServer
+def _exit_handlers_after_main() -> None:
+    """Run the exit handlers once the worker's main thread is done. A granian worker is a multiprocessing
+    process: it leaves with ``os._exit``, which runs none, but only after Python has joined the threads
+    that are not daemons, such as this one."""
+    threading.main_thread().join()
+    _run_exit_handlers()
 
-    try:
-        MPServer._spawn_wsgi_worker(*args, **kwargs)
-    finally:
+
+def _stop_when_orphaned(parent: int) -> None:
+    """A worker whose parent was killed (SIGKILL, out of memory) stops as if it were told to, and leaves at
+    once if that takes longer than ``ORPHAN_EXIT_SECONDS``, rather than go on holding the port."""
+    while os.getppid() == parent:
+        time.sleep(ORPHAN_CHECK_SECONDS)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(ORPHAN_EXIT_SECONDS)
+    _run_exit_handlers()
+    os._exit(0)
+
+
+_ran = threading.Lock()
+
+
+def _run_exit_handlers() -> None:
+    if _ran.acquire(blocking=False):
         atexit._run_exitfuncs()
 
 
-def _serve_on_bjoern(settings: Settings, host: str, port: int, workers: int) -> None:
-    """A pre-forking parent, as gunicorn's: it binds the socket, forks the workers (each accepts from the
-    shared socket), replaces a worker that dies, and passes SIGTERM and SIGINT on to them."""
-    try:
-        import bjoern
-    except ImportError as exc:  # no build for this platform (Windows): granian serves there
-        raise click.ClickException(f"bjoern is not installed ({exc}); serve with --threads 2 or more (granian)") from exc
-
-    if ":" in host:  # bjoern accepts connections as IPv4 only: an IPv6 peer's address would come out garbled
-        raise click.ClickException(f"{host}: one thread a worker (bjoern) listens on IPv4 addresses only; "
-                                   "serve IPv6 with --threads 2 or more (granian), or through a proxy")
-    _take_the_open_files_limit()
-    try:
-        listener = bjoern.bind_and_listen(host, port)
-    except OSError as exc:
-        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
-    children: set[int] = set()
-    stopping = False
-
-    def spawn() -> None:
-        parent = os.getpid()
-        pid = os.fork()
-        if pid == 0:
-            _bjoern_worker(bjoern, listener, settings, parent)
-        children.add(pid)
-
-    def stop(signum: int, _frame: Any) -> None:
-        nonlocal stopping
-        stopping = True
-        for pid in children:
-            _signal(pid, signal.SIGTERM)
-        signal.alarm(KILL_SECONDS)
-
-    def kill(_signum: int, _frame: Any) -> None:
-        for pid in children:
-            _signal(pid, signal.SIGKILL)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGALRM, kill)
-    for _ in range(workers):
-        spawn()
-    while children:
-        pid, status = os.wait()
-        children.discard(pid)
-        if stopping:
-            if status:
-                click.echo(f"worker {pid} did not stop cleanly ({_exit_reason(status)})", err=True)
-            continue
-        click.echo(f"worker {pid} died ({_exit_reason(status)}); starting another", err=True)
-        time.sleep(RESPAWN_PAUSE)
-        if not stopping:
-            spawn()
-    listener.close()
-
-
 def _take_the_open_files_limit() -> None:
-    """Every open connection is a file descriptor, and bjoern keeps idle ones open: raise the soft limit (often
-    1024) to the hard one, as nginx's worker_rlimit_nofile and Go's runtime do, so that a worker does not run out
-    and stop accepting."""
+    """Every open connection is a file descriptor: raise the soft limit (often 1024) to the hard one, as
+    nginx's worker_rlimit_nofile and Go's runtime do, so that idle connections cannot use them all up."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = hard if hard != resource.RLIM_INFINITY else 1 << 20
     if soft != resource.RLIM_INFINITY and soft < wanted:
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-
-
-def _bjoern_worker(bjoern: Any, listener: Any, settings: Settings, parent: int) -> None:
-    """One worker: the app, made in this process, answering on bjoern's loop until SIGTERM. Never returns."""
-    status = 0
-    try:
-        signal.signal(signal.SIGTERM, _drain)
-        signal.signal(signal.SIGALRM, signal.SIG_DFL)
-        # bjoern's loop takes SIGINT as its signal to stop accepting, ends once its connections have closed, and
-        # then raises SIGINT in Python again: that needs a handler in Python (with SIG_DFL, bjoern crashes).
-        signal.signal(signal.SIGINT, _ignore)
-        # Out of the parent's process group, so that a terminal's Ctrl-C reaches the parent alone, which then
-        # stops the workers with SIGTERM (a SIGINT would stop bjoern's loop where Python's handlers no longer run).
-        os.setpgid(0, 0)
-        threading.Thread(target=_stop_when_orphaned, args=(parent,), name="feeds-orphan-watch", daemon=True).start()
-        bjoern.server_run(listener, _dated(_worker_app(settings)))
-    except BaseException as exc:  # noqa: BLE001 - a worker must never return into the parent's loop
-        click.echo(f"worker {os.getpid()} failed: {exc!r}", err=True)
-        status = 1
-    finally:
-        _exit(status)
-
-
-def _stop_when_orphaned(parent: int) -> None:
-    """A worker whose parent was killed (SIGKILL, out of memory) stops as if it were told to, rather than go on
-    holding the port."""
-    while os.getppid() == parent:
-        time.sleep(1)
-    os.kill(os.getpid(), signal.SIGTERM)
-
-
-def _ignore(_signum: int, _frame: Any) -> None:
-    pass
-
-
-def _drain(_signum: int, _frame: Any) -> None:
-    """SIGTERM in a worker. bjoern runs Python signal handlers between requests, so none is in the app now:
-    stop accepting (bjoern's own SIGINT), answer what comes on open connections for a while, then exit."""
-    if _draining.acquire(blocking=False):  # once: after the first, bjoern leaves SIGINT to its default, which kills
-        os.kill(os.getpid(), signal.SIGINT)
-        threading.Timer(DRAIN_SECONDS, _exit, (0,)).start()
-
-
-_draining = threading.Lock()
-_exiting = threading.Lock()
-
-
-def _exit(status: int) -> None:
-    """Run the exit handlers (they write the last poll counts and log lines), then leave at once: a forked
-    worker must not run the parent's code that follows ``fork``."""
-    if _exiting.acquire(blocking=False):
-        try:
-            atexit._run_exitfuncs()
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(status)
-
-
-def _signal(pid: int, signum: int) -> None:
-    try:
-        os.kill(pid, signum)
-    except ProcessLookupError:
-        pass
-
-
-def _exit_reason(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        return f"signal {signal.Signals(os.WTERMSIG(status)).name}"
-    return f"exit status {os.WEXITSTATUS(status)}"
-
-
-def _dated(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
-    """Add the Date header HTTP asks of an origin server, which bjoern does not write (granian does)."""
-    clock = [0, ""]
-
-    def with_date(environ: dict, start_response: Callable) -> Iterable[bytes]:
-        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            now = int(time.time())
-            if now != clock[0]:
-                clock[:] = now, formatdate(now, usegmt=True)
-            headers.append(("Date", clock[1]))  # a list of the request's own: Answer.to and werkzeug each hand a copy
-            return start_response(status, headers, exc_info)
-
-        return app(environ, start)
-
-    return with_date

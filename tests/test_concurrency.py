@@ -1,4 +1,4 @@
-"""Readers and a writer at once against a real server (`feeds serve`, on bjoern and on granian), on SQLite and PostgreSQL:
+"""Readers and a writer at once against a real server (`feeds serve` with one thread a worker and with four), on SQLite and PostgreSQL:
 no 5xx, no "database is locked", and every article acknowledged is stored and served."""
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def fetch(url: str, body: bytes | None = None) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
-@pytest.mark.parametrize("threads", [[], ["--threads", "4"]], ids=["bjoern", "granian-4-threads"])
+@pytest.mark.parametrize("threads", [[], ["--threads", "4"]], ids=["default", "4-threads"])
 def test_readers_and_a_writer_at_once(database_url: str, tmp_path: Path, threads: list[str]):
     port = free_port()
     base = f"http://127.0.0.1:{port}"

@@ -20,6 +20,9 @@ from tests.test_cluster import (
     within_recheck,
 )
 
+# The tests share the instances and proxies the module's fixture starts: they run in one worker, which starts them once.
+pytestmark = pytest.mark.xdist_group("faults")
+
 RECOVERY = 30  # seconds within which the service recovers from an outage by itself
 
 

@@ -1,4 +1,4 @@
-"""The WebSub hub as deployed: `feeds serve` (bjoern workers), subscribed to by Flask-WebSub's subscriber
+"""The WebSub hub as deployed: `feeds serve` (granian workers), subscribed to by Flask-WebSub's subscriber
 (a maintained implementation this project did not write), through a restart and a SIGKILL with
 deliveries owed, and as two instances on one PostgreSQL that deliver each change once.
 """
@@ -51,7 +51,7 @@ class Served:
         return self
 
     def kill(self) -> None:
-        """SIGKILL the server and every worker, mid-work (bjoern's workers are each in a process group of their own)."""
+        """SIGKILL the server and every worker, mid-work (the workers are each in a process group of their own)."""
         assert self.process is not None
         workers = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout.split()
         os.killpg(self.process.pid, signal.SIGKILL)
