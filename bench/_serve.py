@@ -155,7 +155,8 @@ def polled_store(database: Path, count: int) -> tuple[_data.Dataset, list[str]]:
 def server_env(database: Path) -> dict[str, str]:
     """The environment of a served ``feeds``: this one's, less any FEEDS_ setting, on ``database``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDS_")}
-    env.update(FEEDS_DATABASE_URL=f"sqlite:///{database}", FEEDS_CONFIG=os.devnull)
+    # One base URL for every server, whatever port it listens on: the same links, so the same bytes.
+    env.update(FEEDS_DATABASE_URL=f"sqlite:///{database}", FEEDS_CONFIG=os.devnull, FEEDS_BASE_URL="http://127.0.0.1:8000")
     return env
 
 

@@ -18,28 +18,40 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as c  # noqa: E402
 from _serve import CASES, ENCODING_OF, FLOOR_APP, polled_store  # noqa: E402
 
+def wsgi_call(wsgi: Any, path: str, headers: dict[str, str], requests: int) -> float:
+    """µs per poll of the app's own WSGI callable, called as a server calls it: the fast path's whole cost in Python,
+    with no test client and no server around it."""
+    target, _, query = path.partition("?")
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": target, "QUERY_STRING": query, "REMOTE_ADDR": "127.0.0.1",
+               "HTTP_USER_AGENT": "wrk", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000", "wsgi.url_scheme": "http",
+               **{"HTTP_" + name.upper().replace("-", "_"): value for name, value in headers.items()}}
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+        pass
+
+    for _ in range(1000):
+        wsgi(dict(environ), start_response)
+    began = time.perf_counter()
+    for _ in range(requests):
+        wsgi(dict(environ), start_response)
+    return (time.perf_counter() - began) / requests * 1e6
+
+
 def profile(database_url: str, path: str, requests: int) -> tuple[list[tuple], str]:
     """In-process µs per request through the Flask test client, feeds beside the floor app,
     and where a feeds cache-hit request spends its time (cProfile, own time)."""
-    import logging
-
     from feeds import create_app
     from feeds.config import DatabaseSettings, Settings
 
-    from feeds.metrics import BufferedLines
-
-    # The package logs a line per request (feeds.access), as configure_logging sets it up: keep the cost, lose the lines.
-    package_log = logging.getLogger("feeds")
-    handler = BufferedLines(os.open(os.devnull, os.O_WRONLY))
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    package_log.addHandler(handler)
-    package_log.setLevel(logging.INFO)
-
+    # The package logs a line per request (feeds.access) in batches to stderr, as configure_logging sets it up when
+    # nothing else configured logging: keep the cost, lose the lines (the table goes to stdout).
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
     app = create_app(Settings(database=DatabaseSettings(url=database_url)))
     client = app.test_client()
     first = client.get(path)
@@ -69,7 +81,7 @@ def profile(database_url: str, path: str, requests: int) -> tuple[list[tuple], s
                 target.get(path, headers=headers)
             times[name] = (time.perf_counter() - began) / requests * 1e6
         rows.append((case, f"{times['feeds']:.0f}", f"{times['floor']:.0f}", f"{times['feeds'] - times['floor']:+.0f}",
-                     f"{times['floor'] / times['feeds']:.2f}"))
+                     f"{times['floor'] / times['feeds']:.2f}", f"{wsgi_call(app.wsgi_app, path, headers, requests * 10):.2f}"))
     profiler = cProfile.Profile()
     profiler.enable()
     for _ in range(requests):
@@ -101,7 +113,7 @@ def main() -> None:
     print(f"In-process (Flask test client, one thread, {args.requests:,} requests of `GET {path}` after 50 warm-up), "
           f"µs per request; floor/feeds is the share of the floor's speed feeds reaches:")
     print()
-    print(c.table(("case", "feeds µs", "bare Flask µs", "feeds − floor µs", "floor/feeds"), rows))
+    print(c.table(("case", "feeds µs", "bare Flask µs", "feeds − floor µs", "floor/feeds", "feeds' WSGI callable alone µs"), rows))
     print()
     print("cProfile of the feeds cache-hit 200 path (same requests):")
     print()
