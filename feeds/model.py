@@ -131,6 +131,9 @@ class Intent:
     mode: str  # "subscribe" or "unsubscribe"
     secret: str | None
     lease_seconds: int
+    # The topic's content version when the hub claimed the request to verify it: a change after that is owed to
+    # the new subscriber, even one made while its callback was being asked.
+    version: int = 0
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import io
 import http.server
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -36,6 +36,7 @@ class Callback:
     confirm: str = "echo"  # echo the challenge, "wrong", "refuse" (404) or "redirect" (302 to /elsewhere)
     status: int = 200  # the answer to a delivery
     delay: float = 0.0  # seconds before it answers a delivery
+    on_verification: Callable[[], None] | None = None  # done when a verification arrives, before it is answered
     verifications: list[dict[str, str]] = field(default_factory=list)
     deliveries: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
 
@@ -56,6 +57,8 @@ class Subscribers:
                 callback = subscribers.callbacks.setdefault(parts.path.strip("/"), Callback())
                 query = {name: values[0] for name, values in parse_qs(parts.query).items()}
                 callback.verifications.append(query)
+                if callback.on_verification is not None:
+                    callback.on_verification()
                 if callback.confirm in ("refuse", "redirect"):
                     self.send_response(404 if callback.confirm == "refuse" else 302)
                     self.send_header("Location", f"{subscribers.url}/elsewhere?{parts.query}")
@@ -168,6 +171,22 @@ def test_subscribe_confirm_and_receive_each_new_article(hub_app, subscribers):
     assert feedparser.parse(subscribers["reader"].deliveries[1][1]).entries[0].title == "第二条"
     (day,) = rows(hub_app, websub_days)
     assert (day.feed, day.delivered, day.failed) == ("all", 2, 0)
+
+
+def test_a_change_made_while_the_subscription_is_verified_is_delivered(hub_app, subscribers):
+    """An article written after the hub sent its verification request, before it records the confirmation: the
+    new subscriber has not seen it, so it is owed it (the topic's version is taken when the request is sent)."""
+    client = hub_app.test_client()
+    post_article(client)
+    subscribers["reader"].on_verification = lambda: post_article(client, id="2", url="https://news.example.cn/2.html", title="第二条")
+    subscribe(client, f"{subscribers.url}/reader")
+    work(hub_app)
+    assert len(subscribers["reader"].verifications) == 1
+    (headers, body), = subscribers["reader"].deliveries
+    assert [entry.title for entry in feedparser.parse(body).entries] == ["第二条", article()["title"]]
+    post_article(client, id="2", url="https://news.example.cn/2.html", title="第二条")  # unchanged: nothing more is owed
+    work(hub_app)
+    assert len(subscribers["reader"].deliveries) == 1
 
 
 def test_every_feed_names_the_hub(hub_app):

@@ -62,16 +62,19 @@ class Subscriptions:
         self.db.write(store)
 
     def claim_requests(self, now: datetime, most: int, hold: timedelta) -> list[Intent]:
-        """Up to ``most`` waiting requests, oldest first, held for this process until ``now + hold``."""
+        """Up to ``most`` waiting requests, oldest first, held for this process until ``now + hold``, each with its
+        topic's content version now, before its callback is asked."""
         free = sa.or_(_intents.c.claimed_until.is_(None), _intents.c.claimed_until <= now)
-        query = sa.select(_intents).where(free).order_by(_intents.c.requested).limit(most)
+        version = sa.select(feed_versions.c.version).where(feed_versions.c.scope == _intents.c.scope).scalar_subquery()
+        query = (sa.select(_intents, sa.func.coalesce(version, 0).label("version"))
+                 .where(free).order_by(_intents.c.requested).limit(most))
         rows = self._claim(_intents, query, now + hold)
         return [Intent(row.key, row.topic, row.callback, row.host, row.feed, row.scope, row.mode, row.secret,
-                       row.lease_seconds) for row in rows]
+                       row.lease_seconds, row.version) for row in rows]
 
     def confirmed(self, intent: Intent, now: datetime) -> None:
-        """The callback confirmed ``intent``: subscribe (owed nothing until the topic next changes;
-        a renewal keeps what it was owed) or unsubscribe."""
+        """The callback confirmed ``intent``: subscribe (owed every change since the intent was claimed, even one
+        made while the callback was being asked; a renewal keeps what it was owed) or unsubscribe."""
 
         def apply(conn: Connection) -> None:
             conn.execute(_intents.delete().where(_intents.c.key == intent.key))
@@ -84,11 +87,10 @@ class Subscriptions:
                 .values(secret=intent.secret, expires=expires)
             ).rowcount
             if not renewed:
-                version = sa.select(feed_versions.c.version).where(feed_versions.c.scope == intent.scope).scalar_subquery()
                 conn.execute(_subscriptions.insert().values(
                     key=intent.key, topic=intent.topic, callback=intent.callback, host=intent.host, feed=intent.feed,
                     scope=intent.scope, secret=intent.secret, expires=expires,
-                    delivered_version=sa.func.coalesce(version, 0), due=now, attempts=0,
+                    delivered_version=intent.version, due=now, attempts=0,
                 ))
 
         self.db.write(apply)
