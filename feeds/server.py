@@ -17,15 +17,15 @@ nothing in front is granian's, set from ``[server]``:
 Processes: granian's parent binds the socket, starts the workers and starts another when one dies. SIGTERM
 or SIGINT stops them gracefully: each finishes the requests in flight and then runs the process's exit
 handlers (the last poll counts, metrics and log lines), which granian's workers would otherwise skip. A
-worker whose parent was killed stops by itself within a second.
+worker whose parent was killed writes its last counts and leaves at once, giving the port back.
 """
 from __future__ import annotations
 
 import atexit
+import errno
 import functools
 import os
 import resource
-import signal
 import socket
 import threading
 import time
@@ -45,8 +45,8 @@ BACKLOG = 4096  # connections waiting to be accepted (Linux caps it at net.core.
 MAX_CONNECTIONS = 16_384  # open connections a worker keeps at once
 KILL_SECONDS = 30  # SIGTERM: how long a worker may take to finish its requests before it is killed
 RESPAWN_SECONDS = 1.0  # a worker that died is replaced after this long
-ORPHAN_CHECK_SECONDS = 0.2  # how often a worker looks whether its parent is still there
-ORPHAN_EXIT_SECONDS = 1.0  # and how long an orphan may take to stop gracefully before it leaves at once
+ORPHAN_CHECK_SECONDS = 0.05  # how often a worker looks whether its parent is still there
+PORT_WAIT_SECONDS = 5  # how long feeds serve waits for its port to be given back (by a server killed just before)
 
 
 def serve(settings: Settings, workers: int, threads: int) -> None:
@@ -77,14 +77,20 @@ def serve(settings: Settings, workers: int, threads: int) -> None:
 
 
 def _check_address(host: str, port: int) -> None:
-    """Fail with a message, not granian's trace from Rust, when the address cannot be listened on."""
-    try:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as granian binds: a closed socket's port is free
-            probe.bind((host, port))
-    except OSError as exc:
-        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    """Fail with a message, not granian's trace from Rust, when the address cannot be listened on; a port in use
+    is waited for a few seconds, as the workers of a server killed just before give it back."""
+    deadline = time.monotonic() + PORT_WAIT_SECONDS
+    while True:
+        try:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as granian binds: a closed socket's port is free
+                probe.bind((host, port))
+            return
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE or time.monotonic() > deadline:
+                raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+            time.sleep(0.05)
 
 
 def _worker_app(settings: Settings) -> Any:
@@ -92,11 +98,11 @@ def _worker_app(settings: Settings) -> Any:
     # Out of the parent's process group, so that a terminal's Ctrl-C (SIGINT to the group) reaches the parent
     # alone, which stops the workers with SIGTERM: a SIGINT to the worker itself left it, one time in two here,
     # waiting for a shutdown that never came. A supervisor's SIGKILL of the group kills the parent, and the
-    # workers follow it within ORPHAN_CHECK_SECONDS (_stop_when_orphaned).
+    # workers follow it at once (_leave_when_orphaned).
     os.setpgid(0, 0)
     app = create_app(settings, deliver=True)
     threading.Thread(target=_exit_handlers_after_main, name="feeds-exit-handlers").start()
-    threading.Thread(target=_stop_when_orphaned, args=(os.getppid(),), name="feeds-orphan-watch", daemon=True).start()
+    threading.Thread(target=_leave_when_orphaned, args=(os.getppid(),), name="feeds-orphan-watch", daemon=True).start()
     return app
 
 
@@ -108,13 +114,12 @@ def _exit_handlers_after_main() -> None:
     _run_exit_handlers()
 
 
-def _stop_when_orphaned(parent: int) -> None:
-    """A worker whose parent was killed (SIGKILL, out of memory) stops as if it were told to, and leaves at
-    once if that takes longer than ``ORPHAN_EXIT_SECONDS``, rather than go on holding the port."""
+def _leave_when_orphaned(parent: int) -> None:
+    """A worker whose parent was killed (SIGKILL, out of memory, a supervisor stopping the service) writes its last
+    counts and leaves at once, giving the port back: a new server started right after it takes the port, and no
+    connection lands on a worker that is going away."""
     while os.getppid() == parent:
         time.sleep(ORPHAN_CHECK_SECONDS)
-    os.kill(os.getpid(), signal.SIGTERM)
-    time.sleep(ORPHAN_EXIT_SECONDS)
     _run_exit_handlers()
     os._exit(0)
 

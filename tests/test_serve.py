@@ -46,10 +46,12 @@ SERVERS = {"default": [], "4-threads": ["--threads", "4"]}
 class Served:
     """``feeds serve`` with one worker, in a process group of its own, on a SQLite database of two articles;
     ``config`` is config.toml's text (by default none), ``base_url`` False leaves site.base_url unset, ``context``
-    the TLS context of a client when the config sets a certificate."""
+    the TLS context of a client when the config sets a certificate, ``load`` False starts on the folder's database
+    as it is."""
 
     def __init__(self, folder: Path, threads: list[str], workers: int = 1, open_files: int | None = None, config: str = "",
-                 host: str = "127.0.0.1", port: int | None = None, base_url: bool = True, context: ssl.SSLContext | None = None):
+                 host: str = "127.0.0.1", port: int | None = None, base_url: bool = True, context: ssl.SSLContext | None = None,
+                 load: bool = True):
         self.port = port or free_port()
         self.base = f"{'https' if context else 'http'}://{f'[{host}]' if ':' in host else host}:{self.port}"
         self.folder = folder
@@ -59,7 +61,9 @@ class Served:
                     "FEEDS_CONFIG": str(folder / "config.toml"), **({"FEEDS_BASE_URL": self.base} if base_url else {})}
         rows = [article(), article(id="2", url="https://news.example.cn/2.html", title="第二条 & “引号”", published="2024-04-05 09:30:00")]
         (folder / "in.jsonl").write_text(jsonl(rows), encoding="utf-8")
-        subprocess.run([sys.executable, "-m", "feeds", "import", str(folder / "in.jsonl")], env=self.env, check=True, capture_output=True)
+        if load:
+            subprocess.run([sys.executable, "-m", "feeds", "import", str(folder / "in.jsonl")], env=self.env, check=True,
+                           capture_output=True)
         self.log = folder / "server.log"
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
