@@ -8,6 +8,7 @@ type or an unusable value stops start-up with a ``ConfigError`` naming the key.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import os
 import socket
@@ -157,7 +158,7 @@ class Settings:
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.site.timezone)
 
-    @property
+    @functools.cached_property  # asked for by every render; the machine's name is a lookup
     def base_url(self) -> str:
         """Where the feeds are reached from outside, without a trailing slash: ``site.base_url``, or when
         that is not set, the address ``feeds serve`` listens on (``server.host`` and ``server.port``)."""
@@ -318,7 +319,6 @@ def _check(settings: Settings) -> None:
         "server.port": settings.server.port,
         "server.workers": settings.server.workers,
         "server.threads": settings.server.threads,
-        "server.header_timeout": settings.server.header_timeout,
         "cache.ttl": settings.cache.ttl,
         "cache.hot_ttl": settings.cache.hot_ttl,
         "stats.flush_seconds": settings.stats.flush_seconds,
