@@ -24,9 +24,11 @@ from __future__ import annotations
 import atexit
 import errno
 import functools
+import logging
 import os
 import resource
 import socket
+import ssl
 import threading
 import time
 from pathlib import Path
@@ -36,15 +38,18 @@ import click
 from granian import Granian
 from granian.constants import HTTPModes, Interfaces
 from granian.errors import ConfigurationError
-from granian.http import HTTP1Settings
+from granian.http import HTTP1Settings, HTTP2Settings
 
 from feeds.app import create_app
 from feeds.config import Settings
+from feeds.errors import StoreUnavailable
+
+log = logging.getLogger("feeds.server")
 
 BACKLOG = 4096  # connections waiting to be accepted (Linux caps it at net.core.somaxconn)
 MAX_CONNECTIONS = 16_384  # open connections a worker keeps at once
 KILL_SECONDS = 30  # SIGTERM: how long a worker may take to finish its requests before it is killed
-RESPAWN_SECONDS = 1.0  # a worker that died is replaced after this long
+STORE_RETRY_SECONDS = 1.0  # a worker that finds the database down at its start tries again after this long
 ORPHAN_CHECK_SECONDS = 0.05  # how often a worker looks whether its parent is still there
 PORT_WAIT_SECONDS = 5  # how long feeds serve waits for its port to be given back (by a server killed just before)
 
@@ -53,21 +58,25 @@ def serve(settings: Settings, workers: int, threads: int) -> None:
     """Serve at ``settings.server``'s address until SIGTERM or SIGINT, then stop gracefully."""
     server = settings.server
     _check_address(server.host, server.port)
+    tls = _tls(server.tls_certificate, server.tls_key)
     _take_the_open_files_limit()
-    tls = {"ssl_cert": Path(server.tls_certificate), "ssl_key": Path(server.tls_key)} if server.tls_certificate else {}
     try:
         granian = Granian(
             "feeds.app:create_app",  # named for granian's log line; the workers' app comes from _worker_app
             address=server.host, port=server.port, interface=Interfaces.WSGI, workers=workers, blocking_threads=threads,
-            http=HTTPModes.auto,  # HTTP/1.1, and HTTP/2 where a client offers it (over TLS: ALPN)
+            # HTTP/2 only over TLS, where a client asks for it (ALPN): unasked-for HTTP/2 in the clear (h2c) would
+            # reach the app past the HTTP/1 timeouts. Its head size is bounded alike, and an unanswered ping ends it.
+            http=HTTPModes.auto if tls else HTTPModes.http1,
             http1_settings=HTTP1Settings(header_read_timeout=server.header_timeout * 1000, max_buffer_size=server.max_head_bytes),
+            http2_settings=HTTP2Settings(max_headers_size=server.max_head_bytes, keep_alive_interval=server.header_timeout * 1000,
+                                         keep_alive_timeout=server.header_timeout),
             websockets=False,
             # granian counts open connections, idle ones too, against its backpressure (by default the backlog over
             # the workers: 512 each): past it, a poll waits for an idle connection to time out. Connections cost
             # Rust memory, not threads, and header_timeout closes idle ones.
             backlog=BACKLOG, backpressure=MAX_CONNECTIONS,
             log_access=False,  # the app logs each request itself (feeds.access)
-            respawn_failed_workers=True, respawn_interval=RESPAWN_SECONDS,
+            respawn_failed_workers=True,  # at once; a worker that dies again within seconds stops the server
             workers_kill_timeout=KILL_SECONDS,
             **tls,
         )
@@ -98,11 +107,19 @@ def _worker_app(settings: Settings) -> Any:
     # Out of the parent's process group, so that a terminal's Ctrl-C (SIGINT to the group) reaches the parent
     # alone, which stops the workers with SIGTERM: a SIGINT to the worker itself left it, one time in two here,
     # waiting for a shutdown that never came. A supervisor's SIGKILL of the group kills the parent, and the
-    # workers follow it at once (_leave_when_orphaned).
+    # workers follow it at once (_leave_when_orphaned), watching from before the app is made.
     os.setpgid(0, 0)
-    app = create_app(settings, deliver=True)
-    threading.Thread(target=_exit_handlers_after_main, name="feeds-exit-handlers").start()
     threading.Thread(target=_leave_when_orphaned, args=(os.getppid(),), name="feeds-orphan-watch", daemon=True).start()
+    while True:
+        try:
+            app = create_app(settings, deliver=True)
+            break
+        except StoreUnavailable as exc:
+            # granian stops the whole server when a worker it replaced dies again within seconds: a worker
+            # replaced while the database is down waits for it instead, as a request would get a 503.
+            log.warning("worker %d: the database is unavailable; trying again: %s", os.getpid(), exc)
+            time.sleep(STORE_RETRY_SECONDS)
+    threading.Thread(target=_exit_handlers_after_main, name="feeds-exit-handlers").start()
     return app
 
 
@@ -130,6 +147,19 @@ _ran = threading.Lock()
 def _run_exit_handlers() -> None:
     if _ran.acquire(blocking=False):
         atexit._run_exitfuncs()
+
+
+def _tls(certificate: str, key: str) -> dict[str, Path]:
+    """granian's TLS arguments, after loading the pair once here: a file that cannot be read, is no PEM, or a key
+    under a passphrase is a message now, not a trace (or a passphrase prompt) from a worker."""
+    if not certificate:
+        return {}
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(certificate, key, password=lambda: b"")
+    except (ssl.SSLError, OSError) as exc:
+        raise click.ClickException(f"server.tls_certificate and server.tls_key cannot be used (a key must not need a "
+                                   f"passphrase): {exc}") from exc
+    return {"ssl_cert": Path(certificate), "ssl_key": Path(key)}
 
 
 def _take_the_open_files_limit() -> None:

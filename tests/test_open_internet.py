@@ -11,6 +11,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -20,7 +21,7 @@ from pathlib import Path
 import feedparser
 import pytest
 
-from tests.conftest import debian_tool
+from tests.conftest import debian_tool, free_port
 from tests.test_serve import Served
 
 HEADER_TIMEOUT = 1  # seconds: server.header_timeout of these servers
@@ -162,6 +163,14 @@ def test_a_chunked_body_is_cut_at_the_limit_and_memory_stays_flat(served: Served
     assert workers_memory(served) - before < 30 * 1024 * 1024
 
 
+def test_http2_in_the_clear_is_not_spoken(served: Served) -> None:
+    """HTTP/2 with prior knowledge (h2c) would pass the HTTP/1 timeouts: it gets no HTTP/2 answer."""
+    curl = debian_tool("curl")
+    done = subprocess.run([curl, "-s", "-o", "/dev/null", "-w", "%{http_code} %{http_version}", "--max-time", "10",
+                           "--http2-prior-knowledge", f"{served.base}/healthz"], capture_output=True, text=True)
+    assert not done.stdout.startswith("200"), done.stdout
+
+
 def test_ipv6_listens(tmp_path: Path) -> None:
     if not socket.has_ipv6:
         pytest.skip("this machine has no IPv6")
@@ -202,15 +211,33 @@ def test_after_a_sigkill_of_the_whole_group_a_restart_answers_at_once_and_keeps_
         second.stop()
 
 
+def test_a_key_under_a_passphrase_is_a_clear_error(tmp_path: Path) -> None:
+    openssl = debian_tool("openssl")
+    certificate, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-passout", "pass:secret", "-keyout", str(key),
+                    "-out", str(certificate), "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
+    (tmp_path / "config.toml").write_text(f'[server]\ntls_certificate = "{certificate}"\ntls_key = "{key}"\n', encoding="utf-8")
+    env = {**os.environ, "FEEDS_CONFIG": str(tmp_path / "config.toml"), "FEEDS_DATABASE_URL": f"sqlite:///{tmp_path / 'feeds.db'}"}
+    done = subprocess.run([sys.executable, "-m", "feeds", "serve", "--port", str(free_port())], env=env, capture_output=True,
+                          text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == 1 and "a key must not need a passphrase" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_tls_with_http2_and_links_that_say_https(tmp_path: Path) -> None:
     openssl = debian_tool("openssl")
     certificate, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(certificate),
                     "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
     context = ssl.create_default_context(cafile=str(certificate))
-    server = Served(tmp_path, [], config=f'[server]\ntls_certificate = "{certificate}"\ntls_key = "{key}"\n', base_url=False,
-                    context=context)
+    server = Served(tmp_path, [], config=f'[server]\ntls_certificate = "{certificate}"\ntls_key = "{key}"\nmax_head_bytes = 16384\n',
+                    base_url=False, context=context)
+    curl = debian_tool("curl")
     try:
+        over_http2 = [curl, "-s", "-o", "/dev/null", "-w", "%{http_code} %{http_version}", "--max-time", "10", "--http2",
+                      "--cacert", str(certificate), f"https://127.0.0.1:{server.port}/healthz"]
+        assert subprocess.run(over_http2, capture_output=True, text=True).stdout == "200 2"
+        large_head = subprocess.run([*over_http2, "-H", "X-Big: " + "a" * 40_000], capture_output=True, text=True).stdout
+        assert not large_head.startswith("200"), large_head  # the head-size limit holds over HTTP/2 too
         with urllib.request.urlopen(f"https://127.0.0.1:{server.port}/feeds/all.atom", context=context) as response:
             parsed = feedparser.parse(response.read())
         offered = ssl.create_default_context(cafile=str(certificate))
