@@ -33,10 +33,11 @@ class Context:
         self.app = app
         self._services: Services | None = app.extensions["feeds"] if app is not None else None
 
-    def services(self) -> Services:
+    def services(self, **overrides: dict[str, Any]) -> Services:
+        """The services, opened with the settings and ``overrides`` (nested like config.toml) on first use."""
         if self._services is None:
             try:
-                settings = load_settings(self.config_path)
+                settings = load_settings(self.config_path, overrides=overrides)
             except ConfigError as exc:
                 raise click.ClickException(f"configuration: {exc}") from exc
             self._services = open_services(settings)
@@ -86,15 +87,16 @@ def views_command(obj: Context, path: IO[str]) -> None:
 @click.pass_obj
 def serve_command(obj: Context, host: str | None, port: int | None, workers: int | None, threads: int | None, demo: bool) -> None:
     """Serve the feeds on granian (an HTTP server in Rust), safe to face the internet (README: Deployment)."""
-    services = obj.services()
+    # The address goes into the settings before anything is opened: an unset site.base_url is where this listens,
+    # in the links of the demo's announcements as in every worker's feeds.
+    services = obj.services(server={name: value for name, value in (("host", host), ("port", port)) if value is not None})
     settings, store = services.settings, services.store
     server = settings.server
     if demo:
         _load_demo(store, settings)
     store.close()
     reset_multiprocess_dir()
-    settings = settings.served_at(host or server.host, port or server.port)
-    if not settings.site.base_url and settings.server.host in WILDCARD_HOSTS:
+    if not settings.site.base_url and server.host in WILDCARD_HOSTS:
         click.echo(f"site.base_url is not set: feeds will link to {settings.base_url}; set it to the address readers use.", err=True)
     click.echo(f"Serving {store.url} at {settings.base_url}/  (feeds listed at /, OPML at /feeds.opml)", err=True)
     serve(settings, workers or server.workers, threads or server.threads)

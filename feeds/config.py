@@ -168,11 +168,6 @@ class Settings:
         host = socket.getfqdn() if server.host in WILDCARD_HOSTS else server.host
         return f"{'https' if server.tls_certificate else 'http'}://{f'[{host}]' if ':' in host else host}:{server.port}"
 
-    def served_at(self, host: str, port: int) -> Settings:
-        """These settings as ``feeds serve --host HOST --port PORT`` serves them."""
-        return dataclasses.replace(self, server=dataclasses.replace(self.server, host=host, port=port))
-
-
 WILDCARD_HOSTS = ("", "0.0.0.0", "::")  # every address of the machine: none of them names it to a reader
 
 

@@ -88,10 +88,12 @@ def test_cli_stops_with_the_message(tmp_path):
 
 
 def test_an_unset_base_url_is_where_feeds_serve_listens():
+    def served_at(host: str, port: int, **site: str) -> str:
+        return load_settings(overrides={"server": {"host": host, "port": port}, "site": site}, environ={"FEEDS_CONFIG": os.devnull}).base_url
+
     settings = load_settings(environ={"FEEDS_CONFIG": os.devnull})
     assert settings.site.base_url == "" and settings.base_url == "http://127.0.0.1:8000"
-    assert settings.served_at("127.0.0.1", 8765).base_url == "http://127.0.0.1:8765"
-    assert settings.served_at("::1", 8765).base_url == "http://[::1]:8765"
-    assert settings.served_at("0.0.0.0", 80).base_url == f"http://{socket.getfqdn()}:80"
-    given = load_settings(overrides={"site": {"base_url": "https://feeds.example.cn/"}}, environ={"FEEDS_CONFIG": os.devnull})
-    assert given.served_at("0.0.0.0", 8765).base_url == "https://feeds.example.cn"
+    assert served_at("127.0.0.1", 8765) == "http://127.0.0.1:8765"
+    assert served_at("::1", 8765) == "http://[::1]:8765"
+    assert served_at("0.0.0.0", 80) == f"http://{socket.getfqdn()}:80"
+    assert served_at("0.0.0.0", 8765, base_url="https://feeds.example.cn/") == "https://feeds.example.cn"
