@@ -33,7 +33,6 @@ from feeds.store import Store
 
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", … under pytest-xdist; "" in one process
 WORKER_NUMBER = int(WORKER.removeprefix("gw")) if WORKER else 0
-REDIS_DATABASES = 16  # a Redis server's default number of databases
 SEED_ARTICLE = {
     "id": "20240404-0001",
     "url": "https://news.example.cn/redian/guonei/2024/0404/0001.html",
@@ -70,13 +69,18 @@ def worker_postgres(url: str) -> str:
     return server.set(database=name).render_as_string(hide_password=False)
 
 
+MAX_WORKERS = 4  # each worker takes three of the 16 databases a Redis server has by default
+
+
 def redis_database(url: str, offset: int = 0) -> str:
-    """``url`` with a Redis database number of this worker's own: the shared one (``offset`` 0) in 0-7,
-    those a test empties and fills for itself (``offset`` 1 and 2) in 8-15."""
-    if not url:
+    """``url`` with a Redis database of this worker's own: the one its tests share (``offset`` 0: ``url``'s own
+    outside pytest-xdist, else 0-3), and two a test empties and fills for itself (``offset`` 1 and 2: 8-15)."""
+    if not url or (offset == 0 and not WORKER):
         return url
+    if WORKER_NUMBER >= MAX_WORKERS:
+        raise pytest.UsageError(f"the Redis tests give each of at most {MAX_WORKERS} workers databases of its own: run with -n {MAX_WORKERS} or fewer")
     parts = urlsplit(url)
-    number = (WORKER_NUMBER % 8) if offset == 0 else 8 + (2 * WORKER_NUMBER + offset - 1) % 8
+    number = WORKER_NUMBER if offset == 0 else 8 + 2 * WORKER_NUMBER + offset - 1
     return urlunsplit((parts.scheme, parts.netloc, f"/{number}", parts.query, parts.fragment))
 
 
