@@ -22,7 +22,7 @@ import feedparser
 import pytest
 
 from tests.conftest import debian_tool, free_port
-from tests.test_serve import Served
+from tests.test_serve import Served, wait_gone
 
 HEADER_TIMEOUT = 1  # seconds: server.header_timeout of these servers
 MAX_BODY = 100_000  # api.max_body_bytes
@@ -190,10 +190,7 @@ def test_after_a_sigkill_of_the_whole_group_a_restart_answers_at_once_and_keeps_
     old_workers = first.workers()
     os.killpg(first.process.pid, signal.SIGKILL)
     first.process.wait(timeout=10)
-    deadline = time.monotonic() + 2
-    while any(Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text() for pid in old_workers):
-        assert time.monotonic() < deadline, "a worker outlived its killed group by 2 s"
-        time.sleep(0.01)
+    wait_gone(old_workers, 2, "a worker outlived its killed group by 2 s")
     second = Served(tmp_path, [], workers=2, port=first.port, load=False)  # at once, as a supervisor restarts
     try:
         failures = []

@@ -40,6 +40,14 @@ def wait_until_up(url: str, process: subprocess.Popen, seconds: float = 30, cont
     raise AssertionError(f"{url} did not answer in {seconds} s")
 
 
+def wait_gone(pids: list[int], seconds: float, message: str) -> None:
+    """Wait until none of ``pids`` runs any more (an exited one not yet reaped counts as gone)."""
+    deadline = time.monotonic() + seconds
+    while any(Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text() for pid in pids):
+        assert time.monotonic() < deadline, message
+        time.sleep(0.01)
+
+
 SERVERS = {"default": [], "4-threads": ["--threads", "4"]}
 
 
@@ -282,10 +290,7 @@ def test_workers_of_a_killed_parent_stop_within_two_seconds_and_free_the_port(tm
         pass
     server.process.kill()
     server.process.wait(timeout=10)
-    deadline = time.monotonic() + 2
-    while any(Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text() for pid in workers):
-        assert time.monotonic() < deadline, "a worker outlived its parent by 2 s"
-        time.sleep(0.2)
+    wait_gone(workers, 2, "a worker outlived its parent by 2 s")
     (feed,) = server.stats()["feeds"]
     assert feed["requests"] == 1
     with socket.socket() as again:
