@@ -21,11 +21,11 @@ from feeds.websub import hub
 log = logging.getLogger("feeds")
 
 
-def create_app(config: Settings | Mapping[str, Any] | None = None, deliver: bool = False) -> Flask:
-    """The WSGI app. ``config`` is a ``Settings``, or overrides nested like config.toml. With ``deliver``, this
-    process also runs the WebSub hub's verifications and deliveries beside the requests: a serving process
-    does, where the app is made in each worker (as ``feeds serve`` does; gunicorn without
-    ``--preload``)."""
+def create_app(config: Settings | Mapping[str, Any] | None = None, background: bool = False) -> Flask:
+    """The WSGI app. ``config`` is a ``Settings``, or overrides nested like config.toml. With ``background``,
+    this process also does the work beside the requests: publishing scheduled articles on time, expiring
+    others, and the WebSub hub's verifications and deliveries. A serving process does, where the app is
+    made in each worker (as ``feeds serve`` does; gunicorn without ``--preload``)."""
     settings = config if isinstance(config, Settings) else load_settings(overrides=config)
     app = Flask(__name__)
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
@@ -44,7 +44,8 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, deliver: bool
     services = app.extensions["feeds"]
     app.add_url_rule("/metrics", "metrics", metrics_endpoint(services.store, settings.metrics.allow))
     services.store.time_queries(QUERY_SECONDS.observe)
-    if deliver:
+    if background:
+        services.schedule.start()
         services.hub.start()
     _register_errors(app)
     register_request_log(app)

@@ -10,6 +10,17 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Literal
 
+# Where an article stands: ``published`` articles are in the public outputs; a ``scheduled`` one's time has not
+# come yet, an ``expired`` one's time to leave has.
+Status = Literal["published", "scheduled", "expired"]
+
+
+def status_at(published: datetime, expires: datetime | None, now: datetime) -> Status:
+    """Where an article published at ``published``, leaving at ``expires``, stands at ``now``."""
+    if expires is not None and expires <= now:
+        return "expired"
+    return "scheduled" if published > now else "published"
+
 
 @dataclass(frozen=True)
 class Category:
@@ -69,11 +80,15 @@ class Article:
     tags: tuple[str, ...] = ()
     image: str | None = None
     updated: datetime | None = None
+    expires: datetime | None = None  # from then on in no public output
 
     @property
     def changed(self) -> datetime:
         """The latest moment anything about the article happened."""
         return max(self.published, self.updated) if self.updated else self.published
+
+    def status(self, now: datetime) -> Status:
+        return status_at(self.published, self.expires, now)
 
 
 @dataclass(frozen=True)

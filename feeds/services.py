@@ -1,6 +1,6 @@
 """What every request needs, built once per app (``Services``), and how a request reaches it.
 
-The store, catalog, rendered-feed cache, WebSub publisher and hub, and poll counter of one
+The store, catalog, rendered-feed cache, WebSub publisher and hub, poll counter and schedule of one
 site are opened together by ``open_services``; a Flask app keeps them in
 ``app.extensions["feeds"]``, and the blueprints reach them through ``services()``.
 """
@@ -18,6 +18,7 @@ from feeds.cache import ChangeNews, is_redis, open_cache
 from feeds.catalog import Catalog
 from feeds.config import Settings
 from feeds.polls import PollCounter
+from feeds.schedule import Schedule
 from feeds.serving import RenderedFeeds, feed_paths
 from feeds.store import Store
 from feeds.websub.delivery import Distributor
@@ -36,10 +37,11 @@ class Services:
     publisher: Publisher
     hub: Distributor
     stats: PollCounter
+    schedule: Schedule
 
 
 def open_services(settings: Settings) -> Services:
-    """The store (migrated), catalog, rendered-feed cache, WebSub publisher and hub, and poll counter of one site."""
+    """The store (migrated), catalog, rendered-feed cache, WebSub publisher and hub, poll counter and schedule of one site."""
     publisher = Publisher(settings.websub.hubs)
     news = ChangeNews(settings.cache.url, settings.cache.retry_after) if is_redis(settings.cache.url) else None
     changed = threading.Event()
@@ -50,7 +52,7 @@ def open_services(settings: Settings) -> Services:
     catalog = Catalog(store, settings)
     feeds = RenderedFeeds(store, catalog, open_cache(settings.cache.url, settings.cache.retry_after), settings, news)
     hub = Distributor(store, feeds, settings, changed)
-    return Services(settings, store, catalog, feeds, publisher, hub, PollCounter(store, settings))
+    return Services(settings, store, catalog, feeds, publisher, hub, PollCounter(store, settings), Schedule(store))
 
 
 def _announcer(settings: Settings, publisher: Publisher, news: ChangeNews | None,

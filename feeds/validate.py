@@ -347,9 +347,12 @@ ARTICLE = Shape("Article", (
     Field("tags", Names(",，、"), "Tags, as a list or one string split at commas and 、.", example=["工会", "纺织"]),
     Field("image", Url(), "The lead image: an absolute http(s) URL; empty or null for none.",
           example="https://news.example.cn/images/0001.jpg"),
-    Field("published", Date(), "When it was published: " + _DATE_FORMS, example="2024-04-04 16:49:39", required=True),
-    Field("updated", Date(), "When it last changed (kept only when later than published): " + _DATE_FORMS,
-          example="2024-04-04T17:00:00+08:00"),
+    Field("published", Date(), "When it is public: a time later than now schedules it, and it is in no public output "
+          "before then. " + _DATE_FORMS, example="2024-04-04 16:49:39", required=True),
+    Field("updated", Date(), "When it last changed (kept only when later than published; a time later than now is "
+          "taken as now): " + _DATE_FORMS, example="2024-04-04T17:00:00+08:00"),
+    Field("expires", Date(), "When it leaves every public output; later than published. " + _DATE_FORMS,
+          example="2024-04-11 00:00:00"),
 ))
 
 READ_EVENT = Shape("ReadEvent", (
@@ -363,6 +366,10 @@ def article_from_dict(raw: Any, settings: Settings) -> Article:
     """Validate one article object; raise ``InvalidInput`` listing every bad field."""
     values = ARTICLE.read(raw, settings)
     title, url, published, updated = plain(values["title"]), values["url"], values["published"], values["updated"]
+    expires = values["expires"]
+    if expires is not None and expires <= published:
+        raise InvalidInput([FieldError("expires", f"expires: {expires.isoformat()} is not later than published "
+                                                  f"({published.isoformat()}); an article must be public before it expires")])
     content_html = sanitize_html(values["content"], url) if values["content"] else ""
     if values["summary"]:
         summary = summarize(title, html_lines(values["summary"]))
@@ -381,6 +388,7 @@ def article_from_dict(raw: Any, settings: Settings) -> Article:
         image=values["image"],
         published=published,
         updated=updated if updated and updated > published else None,
+        expires=expires,
     )
 
 

@@ -21,6 +21,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
 from click.testing import CliRunner, Result
 from flask import Flask
 from flask.testing import FlaskClient
@@ -230,6 +232,11 @@ def migrated_from(store: Store, revision: str, *later_tables: str) -> Store:
     """``store``'s database made one of ``revision`` (the tables added since dropped), closed, then opened
     and migrated again: how an upgrade finds a database that holds articles already."""
     with store.db.engine.begin() as conn:
+        if revision < "0007":  # 0007 adds columns to articles, which dropping tables cannot undo: it is downgraded
+            config = Config()
+            config.set_main_option("script_location", str(Path(__file__).parents[1] / "feeds" / "store" / "migrations"))
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0006")
         for table in later_tables:
             conn.execute(sa.text(f"DROP TABLE {table}"))
         conn.execute(sa.text("UPDATE alembic_version SET version_num = :revision"), {"revision": revision})

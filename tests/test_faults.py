@@ -16,7 +16,7 @@ import pytest
 from feeds.store import Store
 from tests.conftest import POSTGRES_URL
 from tests.test_cluster import (
-    RECHECK, Instance, Proxy, guid, guids, needs_services, news, own_database, own_redis, within,
+    RECHECK, Instance, Proxy, guid, guids, just_now, needs_services, news, own_database, own_redis, within,
     within_recheck,
 )
 
@@ -109,7 +109,7 @@ def test_a_killed_instance_loses_no_acknowledged_article(instances, servers):
         for n in range(1000):
             article_id = f"k{seed}-{n}"
             try:
-                answer = a.request("POST", "/api/articles", news(article_id, published=f"2040-01-01 08:{n // 60 % 60:02}:{n % 60:02}"),
+                answer = a.request("POST", "/api/articles", news(article_id, published=just_now(1000 - n)),
                                    timeout=10)
             except OSError:
                 break  # A died under this request: not acknowledged
@@ -152,7 +152,7 @@ def test_redis_away_means_feeds_from_postgresql_and_it_is_used_again_when_back(i
             assert answer.status == 200, (path, answer.status, answer.body[:200])
     again = b.get(f"/feeds/category/tiyu/{outage}.rss")
     assert again.body == warm.body and again.headers["ETag"] == warm.headers["ETag"]
-    assert a.request("POST", "/api/articles", news(f"r2-{outage}", f"体育/{outage}", published="2031-01-01 08:00:00")).status == 201
+    assert a.request("POST", "/api/articles", news(f"r2-{outage}", f"体育/{outage}", published=just_now())).status == 201
     within_recheck(lambda: guids(b.get(f"/feeds/category/tiyu/{outage}.json"))[0] == guid(f"r2-{outage}"),
                    "written and read with Redis away: still fresh")
     assert redis.dbsize() == 0
@@ -199,6 +199,6 @@ def test_postgresql_away_is_503_with_retry_after_and_recovers_by_itself(instance
     for path, before in warm.items():
         answer = a.get(path)
         assert answer.status == 200 and answer.body == before.body, path
-    assert a.request("POST", "/api/articles", news(f"p-{outage}-after", f"科技/{outage}", published="2032-01-01 08:00:00")).status == 201
+    assert a.request("POST", "/api/articles", news(f"p-{outage}-after", f"科技/{outage}", published=just_now())).status == 201
     within_recheck(lambda: guids(b.get(f"/feeds/category/keji/{outage}.json")) == [guid(f"p-{outage}-after"), guid(f"p-{outage}")],
                    "the write after the outage, on the other instance")

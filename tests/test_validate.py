@@ -47,7 +47,7 @@ def test_every_bad_field_is_named():
                   tags=[1], summary=5, extra=True)
     assert errors(raw) == [
         ("extra", "extra: unknown field (known: id, url, title, summary, content, author, source, source_url, category, tags, "
-                  "image, published, updated)"),
+                  "image, published, updated, expires)"),
         ("id", "id is empty"),
         ("url", 'url: expected an absolute http(s) URL, got "not-a-url"'),
         ("title", "title is empty"),

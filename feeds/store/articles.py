@@ -4,28 +4,37 @@ Categories and sources are made on first use, each with a slug (the pinyin of it
 or one chosen in config, with ``-2``, ``-3`` when two names spell the same), fixed from
 then on. Every write records, in its own transaction, which feed scopes it changed
 (``versions.py``).
+
+Only ``published`` articles are public (``schema.py``). ``_Public`` gathers what one
+transaction does to the public view, the same for a write, a delete and a release: an article
+that joins it is listed under its categories and labels, indexed and counted, one that leaves
+it is taken out of all of these and loses its reads (a hot list never ranks an article that is
+not public), and every scope either touches is bumped.
 """
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from feeds.model import Article, Category, Label, Source
+from feeds.model import Article, Category, Label, Source, status_at
 from feeds.store.database import Database, chunks, free_slug, storable
 from feeds.store.rows import article_select, pks, to_article
 from feeds.store.search import Indexed, Search
-from feeds.store.labels import Labels, label_scope, labels_of, stored_labels
-from feeds.store.schema import article_categories, article_labels, articles, categories, reads_daily, reads_hourly, reads_minutely, sources
+from feeds.store.labels import Labels, Named, label_scope, labels_of, stored_labels
+from feeds.store.schema import (EXPIRED, EXPIRING, PUBLIC, SCHEDULED, article_categories, articles, categories, feed_versions,
+                                reads_daily, reads_hourly, reads_minutely, sources)
 from feeds.store.versions import FeedVersions, Membership, category_scope, source_scope
 from feeds.text import slugify
 
 Outcome = Literal["created", "updated", "unchanged"]
-_COMPARED = ("url", "title", "summary", "content", "author", "source_id", "category_id", "tags", "image", "published")
+_COMPARED = ("url", "title", "summary", "content", "author", "source_id", "category_id", "tags", "image", "published", "expires")
+_RELEASE_BATCH = 500  # articles moved per release transaction
 
 
 class Articles:
@@ -56,21 +65,76 @@ class Articles:
             return False
 
         def delete(conn: Connection) -> bool:
-            row = conn.execute(sa.select(articles.c.pk, articles.c.category_id, articles.c.source_id, articles.c.tags, articles.c.author,
-                                         articles.c.published, articles.c.title, articles.c.summary, articles.c.content)
-                               .where(articles.c.id == article_id)).first()
+            row = conn.execute(sa.select(articles).where(articles.c.id == article_id)).first()
             if row is None:
                 return False
-            pk = row.pk
-            self.versions.changed(conn, {row.category_id}, {row.source_id}, added=[], removed=[(row.category_id, row.source_id)])
-            self.versions.bump(conn, self._label_scopes(self.labels.ensure(conn, stored_labels(row._asdict()))))
-            self.search.index(conn, added={}, removed={pk: Indexed.of(row)})
-            for table in (article_categories, article_labels, reads_minutely, reads_hourly, reads_daily):
-                conn.execute(table.delete().where(table.c.article_pk == pk))
-            conn.execute(articles.delete().where(articles.c.pk == pk))
+            old = row._asdict()
+            public = _Public(conn, self, {}, self.labels.ensure(conn, stored_labels(old)))
+            if old["status"] == "published":
+                public.leave(old)
+            public.finish()
+            conn.execute(articles.delete().where(articles.c.pk == row.pk))
             return True
 
         return self.db.write(delete)
+
+    def release(self, now: datetime | None = None) -> int:
+        """Move every article whose time has come by ``now`` and say how many moved: a scheduled one
+        whose ``published`` time came joins the public outputs, a public one whose ``expires`` came leaves
+        them, and a public one dated later than ``now`` (stored before scheduling was known, or the
+        clock was set back) waits again. A few hundred per transaction, each bumping the scopes it moved.
+
+        Safe to run in every process at once: on PostgreSQL each transaction takes the rows it moves
+        and skips those another holds, so each article moves once and its announcements go out once.
+        """
+        now = now or datetime.now(timezone.utc)
+
+        def move(conn: Connection) -> int:
+            wanted = [(SCHEDULED, articles.c.published <= now), (EXPIRING, articles.c.expires <= now),
+                      (PUBLIC, articles.c.published > now)]
+            rows: dict[int, dict[str, Any]] = {}
+            for condition in wanted:
+                query = (article_select().where(condition[0], condition[1]).order_by(articles.c.pk).limit(_RELEASE_BATCH)
+                         .with_for_update(skip_locked=True, of=articles))
+                rows.update((row.pk, row._asdict()) for row in conn.execute(query))
+            if not rows:
+                return 0
+            found = [to_article(row) for row in rows.values()]
+            public = _Public(conn, self, self._ensure_categories(conn, {a.category for a in found if a.category}),
+                             self.labels.ensure(conn, set().union(*map(labels_of, found))))
+            for row, article in zip(rows.values(), found):
+                status = status_at(article.published, article.expires, now)
+                conn.execute(articles.update().where(articles.c.pk == row["pk"]).values(status=status))
+                if row["status"] == "published":
+                    public.leave(row)
+                if status == "published":
+                    public.join(article, row)
+            public.finish()
+            return len(rows)
+
+        moved = 0
+        while step := self.db.write(move):
+            moved += step
+        return moved
+
+    def next_due(self) -> datetime | None:
+        """The earliest time a stored article is to join or leave the public outputs, None when none is."""
+        soonest = sa.select(
+            sa.select(sa.func.min(articles.c.published)).where(SCHEDULED).scalar_subquery(),
+            sa.select(sa.func.min(articles.c.expires)).where(EXPIRING).scalar_subquery(),
+        )
+        with self.db.read() as conn:
+            times = [moment for moment in conn.execute(soonest).one() if moment is not None]
+        return min(times, default=None)
+
+    def queued(self, status: Literal["scheduled", "expired"], limit: int) -> tuple[int, list[Article]]:
+        """How many articles are ``scheduled`` (or ``expired``), and the first ``limit`` of them: the next
+        to be published first (the last to have expired first)."""
+        condition, order = (SCHEDULED, articles.c.published.asc()) if status == "scheduled" else (EXPIRED, articles.c.expires.desc())
+        with self.db.read() as conn:
+            total = int(conn.scalar(sa.select(sa.func.count()).select_from(articles).where(condition)) or 0)
+            found = conn.execute(article_select().where(condition).order_by(order, articles.c.pk).limit(limit))
+            return total, [to_article(row) for row in found]
 
     def newest(self, limit: int, category: Category | None = None, source: Source | None = None,
                label: Label | None = None) -> list[Article]:
@@ -90,7 +154,7 @@ class Articles:
             )
             query = article_select().join(ranked, ranked.c.pk == articles.c.pk)
         else:
-            query = article_select()
+            query = article_select().where(PUBLIC)
             if source is not None:
                 query = query.where(articles.c.source_id == self._source_id(source))
             query = query.limit(limit)
@@ -115,7 +179,7 @@ class Articles:
             )
             order = (article_categories.c.published, article_categories.c.article_pk)
         else:
-            members = sa.select(articles.c.pk, articles.c.published)
+            members = sa.select(articles.c.pk, articles.c.published).where(PUBLIC)
             if source is not None:
                 members = members.where(articles.c.source_id == self._source_id(source))
             order = (articles.c.published, articles.c.pk)
@@ -144,9 +208,11 @@ class Articles:
             return set(pks(conn, {i for i in ids if storable(i)}))
 
     def categories(self) -> list[Category]:
-        """Every category, parents before children, siblings in pinyin order (as Chinese indexes sort)."""
+        """Every category that has shown an article, parents before children, siblings in pinyin order (as Chinese
+        indexes sort). One made for a scheduled article is listed once the article is published: its name is news too."""
+        shown = feed_versions.c.scope == sa.literal("category:") + categories.c.slug_path  # a row once an article joined it
         with self.db.read() as conn:
-            rows = conn.execute(sa.select(categories.c.path, categories.c.slug_path)).all()
+            rows = conn.execute(sa.select(categories.c.path, categories.c.slug_path).join(feed_versions, shown)).all()
         found = [Category(tuple(row.path.split("/")), tuple(row.slug_path.split("/"))) for row in rows]
         return sorted(found, key=lambda category: [slugify(name) for name in category.names])
 
@@ -158,8 +224,11 @@ class Articles:
         return Category(tuple(row.path.split("/")), tuple(row.slug_path.split("/"))) if row else None
 
     def sources(self) -> list[Source]:
+        """Every source that has shown an article (see ``categories``)."""
+        shown = feed_versions.c.scope == sa.literal("source:") + sources.c.slug
         with self.db.read() as conn:
-            rows = conn.execute(sa.select(sources.c.name, sources.c.slug, sources.c.url).order_by(sources.c.slug)).all()
+            rows = conn.execute(sa.select(sources.c.name, sources.c.slug, sources.c.url).join(feed_versions, shown)
+                                .order_by(sources.c.slug)).all()
         return [Source(row.name, row.slug, row.url) for row in rows]
 
     def source(self, slug: str) -> Source | None:
@@ -185,50 +254,27 @@ class Articles:
         category_ids = self._ensure_categories(conn, {a.category for a in batch if a.category})
         source_ids = self._ensure_sources(conn, [a.source for a in batch if a.source])
         existing = {row.id: row._asdict() for row in self._rows_by_id(conn, {a.id for a in batch})}
-        label_ids = self.labels.ensure(conn, set().union(*map(labels_of, batch), *map(stored_labels, existing.values())))
-        touched_labels: set[tuple[str, str]] = set()
+        public = _Public(conn, self, category_ids,
+                         self.labels.ensure(conn, set().union(*map(labels_of, batch), *map(stored_labels, existing.values()))))
         outcomes: list[Outcome] = []
-        touched_categories: set[int | None] = set()
-        touched_sources: set[int | None] = set()
-        added: list[Membership] = []  # (category, source) of each article that joins them
-        removed: list[Membership] = []  # ... and of each that leaves them
-        # New articles and closure rows are written a statement for many, not one each: on
-        # PostgreSQL every statement is a round trip.
+        # New articles are written a statement for many, not one each: on PostgreSQL every statement is a round trip.
         new: dict[str, tuple[dict[str, Any], Article]] = {}
-        closure: list[dict[str, Any]] = []
-        labelled: list[dict[str, Any]] = []
-        # What keyword search must find anew, and what it must forget (as indexed before this batch).
-        indexed: dict[int, Indexed] = {}
-        unindexed: dict[int, Indexed] = {}
-
-        def label(article: Article, pk: int) -> None:
-            labelled.extend(
-                {"label_id": label_ids[named][0], "published": article.published, "article_pk": pk} for named in labels_of(article)
-            )
-
-        def place(article: Article, pk: int) -> None:
-            closure.extend(
-                {"category_id": category_ids[article.category[:depth]], "article_pk": pk, "published": article.published}
-                for depth in range(1, len(article.category) + 1)
-            )
 
         def write_new() -> None:
             if new:
                 rows = [values for values, _ in new.values()]
                 pks = conn.execute(articles.insert().returning(articles.c.pk, sort_by_parameter_order=True), rows).scalars()
                 for (values, article), pk in zip(new.values(), pks):
-                    existing[article.id] = {**values, "pk": pk}
-                    place(article, pk)
-                    label(article, pk)
-                    indexed[pk] = Indexed.of(article)
+                    existing[article.id] = stored = {**values, "pk": pk}
+                    if values["status"] == "published":
+                        public.join(article, stored)
                 new.clear()
-            if closure:
-                conn.execute(article_categories.insert(), closure)
-                closure.clear()
-            self.labels.place(conn, labelled)
-            labelled.clear()
 
         for article in batch:
+            # No stored time is later than now: an `updated` to come is taken as now (as the publication
+            # time, for an article not yet published), and sent again it changes nothing.
+            latest = max(now, article.published)
+            late = article.updated is not None and article.updated > latest
             values = {
                 "id": article.id,
                 "url": article.url,
@@ -241,7 +287,9 @@ class Articles:
                 "tags": json.dumps(list(article.tags), ensure_ascii=False),
                 "image": article.image,
                 "published": article.published,
-                "updated": article.updated,
+                "updated": latest if late else article.updated,
+                "expires": article.expires,
+                "status": article.status(now),
             }
             if article.id in new:  # the same id again in this batch: an edit of the one just made
                 write_new()
@@ -249,49 +297,27 @@ class Articles:
             if old is None:
                 new[article.id] = (values, article)
                 outcomes.append("created")
-                added.append((values["category_id"], values["source_id"]))
-                touched_categories.add(values["category_id"])
-                touched_sources.add(values["source_id"])
-                touched_labels.update(labels_of(article))
                 continue
-            pk = old["pk"]
             changed = any(old[key] != values[key] for key in _COMPARED)
-            if values["updated"] is None:
-                values["updated"] = now if changed else old["updated"]
+            if values["updated"] is None or (late and not changed):
+                # An edit is stamped with its time, unless nobody has seen the article yet.
+                values["updated"] = now if changed and old["status"] == "published" else old["updated"]
             if not changed and values["updated"] == old["updated"]:
                 outcomes.append("unchanged")
                 continue
-            touched_categories.update((old["category_id"], values["category_id"]))
-            touched_sources.update((old["source_id"], values["source_id"]))
-            touched_labels.update(stored_labels(old) | labels_of(article))
-            if (old["category_id"], old["source_id"]) != (values["category_id"], values["source_id"]):
-                removed.append((old["category_id"], old["source_id"]))
-                added.append((values["category_id"], values["source_id"]))
-            conn.execute(articles.update().where(articles.c.pk == pk).values(values))
-            if Indexed.of(old) != Indexed.of(values):
-                if pk not in indexed:  # else made in this batch: not in the index yet
-                    unindexed.setdefault(pk, Indexed.of(old))
-                indexed[pk] = Indexed.of(article)
+            if not changed:
+                values["status"] = old["status"]  # only a new `updated`: the release moves it when its time comes
+            conn.execute(articles.update().where(articles.c.pk == old["pk"]).values(values))
+            existing[article.id] = stored = {**values, "pk": old["pk"]}
+            if old["status"] == "published":
+                write_new()  # the rows leave() deletes may be among those not yet written
+                public.leave(old, keep_reads=values["status"] == "published")
+            if values["status"] == "published":
+                public.join(article, stored)
             outcomes.append("updated")
-            existing[article.id] = {**values, "pk": pk}
-            if old["category_id"] != values["category_id"] or old["published"] != values["published"]:
-                write_new()  # the rows to delete may be among those not yet written
-                conn.execute(article_categories.delete().where(article_categories.c.article_pk == pk))
-                place(article, pk)
-            if stored_labels(old) != labels_of(article) or old["published"] != values["published"]:
-                write_new()
-                self.labels.unplace(conn, pk)
-                label(article, pk)
         write_new()
-        self.search.index(conn, indexed, unindexed)
-        if any(outcome != "unchanged" for outcome in outcomes):
-            self.versions.changed(conn, touched_categories, touched_sources, added, removed)
-            self.versions.bump(conn, self._label_scopes({named: label_ids[named] for named in touched_labels}))
+        public.finish()
         return outcomes
-
-    @staticmethod
-    def _label_scopes(found: dict[tuple[str, str], tuple[int, str]]) -> set[str]:
-        return {label_scope(kind, slug) for (kind, _), (_, slug) in found.items()}
 
     def _ensure_categories(self, conn: Connection, paths: Iterable[tuple[str, ...]]) -> dict[tuple[str, ...], int]:
         wanted = {path[:depth] for path in paths for depth in range(1, len(path) + 1)}
@@ -333,3 +359,70 @@ class Articles:
     def _rows_by_id(conn: Connection, ids: set[str]) -> Iterator[Any]:
         for chunk in chunks(sorted(ids)):
             yield from conn.execute(sa.select(articles).where(articles.c.id.in_(chunk)))
+
+
+@dataclass
+class _Public:
+    """What one write transaction does to the public view (see the module's comment): rows to list
+    articles under their categories and labels are gathered and written a statement for many at
+    ``finish``, with the search index, the counts and the scope versions."""
+
+    conn: Connection
+    owner: Articles
+    category_ids: dict[tuple[str, ...], int]  # of every category path (and its ancestors) joined
+    label_ids: dict[Named, tuple[int, str]]  # (id, slug) of every label joined or left
+    closure: list[dict[str, Any]] = field(default_factory=list)
+    labelled: list[dict[str, Any]] = field(default_factory=list)
+    indexed: dict[int, Indexed] = field(default_factory=dict)  # what keyword search must find anew
+    unindexed: dict[int, Indexed] = field(default_factory=dict)  # ... and forget, as indexed before
+    added: list[Membership] = field(default_factory=list)  # (category, source) of each article that joins
+    removed: list[Membership] = field(default_factory=list)  # ... and of each that leaves
+    categories: set[int | None] = field(default_factory=set)
+    sources: set[int | None] = field(default_factory=set)
+    labels: set[Named] = field(default_factory=set)
+
+    def join(self, article: Article, row: dict[str, Any]) -> None:
+        """``article``, stored as ``row``, is public from this transaction on."""
+        pk = row["pk"]
+        self.closure.extend(
+            {"category_id": self.category_ids[article.category[:depth]], "article_pk": pk, "published": article.published}
+            for depth in range(1, len(article.category) + 1)
+        )
+        self.labelled.extend(
+            {"label_id": self.label_ids[named][0], "published": article.published, "article_pk": pk} for named in labels_of(article)
+        )
+        self.indexed[pk] = Indexed.of(article)
+        self._touch(row, labels_of(article), self.added)
+
+    def leave(self, row: dict[str, Any], keep_reads: bool = False) -> None:
+        """The article stored as ``row`` is public no more (or, with ``keep_reads``, joins again as edited)."""
+        pk = row["pk"]
+        self.flush()  # the rows to delete may be among those not yet written
+        self.conn.execute(article_categories.delete().where(article_categories.c.article_pk == pk))
+        self.owner.labels.unplace(self.conn, pk)
+        if self.indexed.pop(pk, None) is None:  # else made public in this transaction: not in the index yet
+            self.unindexed.setdefault(pk, Indexed.of(row))
+        if not keep_reads:
+            for table in (reads_minutely, reads_hourly, reads_daily):
+                self.conn.execute(table.delete().where(table.c.article_pk == pk))
+        self._touch(row, stored_labels(row), self.removed)
+
+    def flush(self) -> None:
+        if self.closure:
+            self.conn.execute(article_categories.insert(), self.closure)
+            self.closure.clear()
+        self.owner.labels.place(self.conn, self.labelled)
+        self.labelled.clear()
+
+    def finish(self) -> None:
+        self.flush()
+        self.owner.search.index(self.conn, self.indexed, self.unindexed)
+        if self.added or self.removed:
+            self.owner.versions.changed(self.conn, self.categories, self.sources, self.added, self.removed)
+            self.owner.versions.bump(self.conn, {label_scope(kind, self.label_ids[(kind, name)][1]) for kind, name in self.labels})
+
+    def _touch(self, row: dict[str, Any], named: set[Named], members: list[Membership]) -> None:
+        members.append((row["category_id"], row["source_id"]))
+        self.categories.add(row["category_id"])
+        self.sources.add(row["source_id"])
+        self.labels.update(named)

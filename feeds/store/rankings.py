@@ -22,7 +22,7 @@ from feeds.model import Category, Ranked
 from feeds.store.rows import article_select, to_article
 from feeds.store.database import Database, chunks
 from feeds.store.reads import DAY, HOUR, MINUTE, ceil, floor
-from feeds.store.schema import article_categories, articles, categories, metadata, ranking_states, reads_daily, reads_hourly, reads_minutely
+from feeds.store.schema import PUBLIC, article_categories, articles, categories, metadata, ranking_states, reads_daily, reads_hourly, reads_minutely
 
 _SEEDS = 4  # articles summed first to bound a ranking from below, per place in the list (Rankings._top_by_threshold)
 _CATEGORY_SPREAD = 5  # for a category, look first among five times as many of all articles
@@ -66,8 +66,9 @@ class Rankings:
                 top = self._top_by_summing_all(conn, span, limit, category_id)
             rows = {}
             for chunk in chunks([pk for pk, _ in top]):
-                rows.update((row.pk, row) for row in conn.execute(article_select().where(articles.c.pk.in_(chunk))))
-        return [Ranked(to_article(rows[pk]), reads) for pk, reads in top]
+                rows.update((row.pk, row) for row in conn.execute(article_select().where(articles.c.pk.in_(chunk), PUBLIC)))
+        # An article leaves the public outputs with its reads; one read while it was on its way out is left out here.
+        return [Ranked(to_article(rows[pk]), reads) for pk, reads in top if pk in rows]
 
     def changed(self, feed: str, signature: str, now: datetime | None = None) -> datetime:
         """When the ranking shown by ``feed`` last changed: the time stored with ``signature``

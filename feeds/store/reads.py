@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 from feeds.model import ReadEvent
 from feeds.store.rows import pks
 from feeds.store.database import Database
-from feeds.store.schema import UTCDateTime, metadata, reads_daily, reads_hourly, reads_minutely
+from feeds.store.schema import PUBLIC, UTCDateTime, metadata, reads_daily, reads_hourly, reads_minutely
 from feeds.store.versions import FeedVersions
 
 MINUTE = timedelta(minutes=1)
@@ -32,22 +32,28 @@ class Reads:
         self.db = db
         self._pruned_before: datetime | None = None  # how far record(keep=…) has pruned, in this process
 
-    def record(self, events: Sequence[ReadEvent], keep: timedelta | None = None, now: datetime | None = None) -> None:
-        """Add read events to their minute, hour and day buckets, in one transaction.
+    def record(self, events: Sequence[ReadEvent], keep: timedelta | None = None, now: datetime | None = None) -> int:
+        """Add read events to their minute, hour and day buckets, in one transaction; return how many
+        counted. Reads of an article that is not public (scheduled, expired) are not counted: a hot list
+        must not rank it, and when it is published its reads start from nothing.
 
         Raises ``KeyError`` naming the first unknown article id; nothing is written then.
         With ``keep`` (the longest ranking window), buckets that no window ending at ``now``
         or later can reach are then pruned, at most once an hour per process, in a
         transaction of their own; a failed prune is left for the next call.
         """
+        counted = 0
         if events:
 
-            def record(conn: Connection) -> None:
-                found = pks(conn, {event.article_id for event in events})
+            def record(conn: Connection) -> int:
+                ids = {event.article_id for event in events}
+                known = pks(conn, ids)
                 for event in events:
-                    if event.article_id not in found:
+                    if event.article_id not in known:
                         raise KeyError(event.article_id)
-                moments = [(int(event.at.timestamp()), found[event.article_id], event.count) for event in events]
+                found = pks(conn, ids, PUBLIC)
+                moments = [(int(event.at.timestamp()), found[event.article_id], event.count) for event in events
+                           if event.article_id in found]
                 for table, width in BUCKETS:
                     step = int(width.total_seconds())
                     totals: dict[tuple[int, int], int] = {}
@@ -55,9 +61,11 @@ class Reads:
                         key = (seconds - seconds % step, pk)
                         totals[key] = totals.get(key, 0) + count
                     self._add_counts(conn, table, totals)
-                FeedVersions.bump(conn, {"hot"})
+                if moments:
+                    FeedVersions.bump(conn, {"hot"})
+                return len(moments)
 
-            self.db.write(record)
+            counted = self.db.write(record)
         if keep is not None:
             cutoff = floor((now or datetime.now(timezone.utc)) - keep, HOUR)
             if self._pruned_before is None or cutoff > self._pruned_before:
@@ -66,6 +74,7 @@ class Reads:
                     self.prune(cutoff)
                 except sa.exc.DBAPIError:  # e.g. a deadlock with a concurrent writer: try again next time
                     self._pruned_before = None
+        return counted
 
     def prune(self, before: datetime) -> int:
         """Drop the read buckets that end by ``before``; return how many rows went.

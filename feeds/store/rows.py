@@ -46,13 +46,15 @@ def to_article(row: Any) -> Article:
         image=row.image,
         published=row.published,
         updated=row.updated,
+        expires=row.expires,
     )
 
 
-def pks(conn: Connection, ids: set[str]) -> dict[str, int]:
-    """The pk of each of ``ids`` that names a stored article."""
+def pks(conn: Connection, ids: set[str], *where: Any) -> dict[str, int]:
+    """The pk of each of ``ids`` that names a stored article (meeting the conditions ``where``)."""
     found: dict[str, int] = {}
     for chunk in chunks(sorted(ids)):
-        found.update((row.id, row.pk) for row in conn.execute(sa.select(articles.c.id, articles.c.pk).where(articles.c.id.in_(chunk))))
+        query = sa.select(articles.c.id, articles.c.pk).where(articles.c.id.in_(chunk), *where)
+        found.update((row.id, row.pk) for row in conn.execute(query))
     return found
 

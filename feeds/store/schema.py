@@ -41,6 +41,17 @@ class UTCDateTime(sa.types.TypeDecorator):
 
 
 # == articles, with their categories and sources (articles.py) =======================
+# Only ``published`` articles are public: only they are listed in ``article_categories`` and
+# ``article_labels``, indexed for search, counted in ``feed_versions`` and ranked. An article
+# becomes public, or stops being public, in one transaction that does all of that at once
+# (articles.py), when it is written or when its time comes (``Articles.release``). The two
+# conditions are literal SQL, the same in the indexes and the queries: SQLite uses a partial
+# index only for a query whose condition holds the index's own, word for word.
+
+PUBLIC = sa.text("articles.status = 'published'")
+SCHEDULED = sa.text("articles.status = 'scheduled'")
+EXPIRING = sa.text("articles.status = 'published' AND articles.expires IS NOT NULL")
+EXPIRED = sa.text("articles.status = 'expired'")
 
 categories = sa.Table(
     "categories",
@@ -76,8 +87,14 @@ articles = sa.Table(
     sa.Column("image", sa.String(2048), nullable=True),
     sa.Column("published", UTCDateTime, nullable=False),
     sa.Column("updated", UTCDateTime, nullable=True),
+    sa.Column("expires", UTCDateTime, nullable=True),
+    sa.Column("status", sa.String(16), nullable=False, server_default="published"),  # model.Status
     sa.Index("ix_articles_published", "published", "pk"),
     sa.Index("ix_articles_source_published", "source_id", "published", "pk"),
+    # What falls due next, and what the newsroom is shown as queued, each from an index of the few rows concerned.
+    sa.Index("ix_articles_scheduled", "published", sqlite_where=SCHEDULED, postgresql_where=SCHEDULED),
+    sa.Index("ix_articles_expiring", "expires", sqlite_where=EXPIRING, postgresql_where=EXPIRING),
+    sa.Index("ix_articles_expired", "expires", sqlite_where=EXPIRED, postgresql_where=EXPIRED),
 )
 
 article_categories = sa.Table(

@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection
 from feeds.model import Article
 from feeds.store.database import Database, chunks
 from feeds.store.rows import article_select, to_article
-from feeds.store.schema import articles
+from feeds.store.schema import PUBLIC, articles
 from feeds.text import html_lines
 
 BATCH = 50  # candidates read at a time, newest first, until enough are confirmed
@@ -132,8 +132,8 @@ class Search:
         exact = all(len(spelling) <= 2 for term in terms for spelling in term)  # each its own gram: every candidate has it
         found: list[Article] = []
         with self.db.read() as conn:
-            newest, oldest = conn.execute(sa.select(sa.select(sa.func.max(articles.c.published)).scalar_subquery(),
-                                                    sa.select(sa.func.min(articles.c.published)).scalar_subquery())).one()
+            newest, oldest = conn.execute(sa.select(sa.select(sa.func.max(articles.c.published)).where(PUBLIC).scalar_subquery(),
+                                                    sa.select(sa.func.min(articles.c.published)).where(PUBLIC).scalar_subquery())).one()
             if newest is None:
                 return found
             last, first = week_of(newest), week_of(oldest)
@@ -201,7 +201,8 @@ class Search:
 
     @staticmethod
     def rebuild(conn: Connection) -> None:
-        """Forget everything indexed and index every stored article again, a thousand at a time."""
+        """Forget everything indexed and index every stored article again, a thousand at a time: migration
+        0006's, run when every stored article was public (only public articles are indexed)."""
         if conn.dialect.name == "sqlite":
             conn.execute(sa.text("INSERT INTO article_search (article_search) VALUES ('delete-all')"))
         else:

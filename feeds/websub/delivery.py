@@ -1,8 +1,8 @@
 """The hub's work beside the request path: confirming subscriptions and sending each subscriber
 its topic's new bytes.
 
-Every process that serves runs one thread of it (started with the process's first request,
-or by `feeds serve` as each worker starts), which a write wakes at once and which otherwise looks
+Every process that serves runs one thread of it (started by ``create_app(background=True)``, as
+`feeds serve` makes each worker's app), which a write wakes at once and which otherwise looks
 for work every second, so that changes made through other processes and instances reach
 subscribers too. It claims work in batches from the database (``store.subscriptions``) and
 does it on a pool of ``websub.concurrency`` threads, each request bounded by
