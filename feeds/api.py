@@ -1,4 +1,5 @@
-"""The write API under ``/api``: articles in (upsert, delete), reads in, and its OpenAPI document.
+"""The write API under ``/api``: articles in (upsert, delete), the queue of scheduled and expired
+articles out, reads in, and its OpenAPI document.
 
 Routing, HTTP and JSON only. What an acceptable article or read event is, is
 decided by ``feeds.validate`` alone; storing is ``feeds.store``'s. Every request
@@ -25,10 +26,15 @@ from feeds.config import Settings
 from feeds.errors import FieldError, InvalidInput
 from feeds.ingest import longest_window, unknown_article
 from feeds.metrics import count_imports
+from feeds.model import Article, Status
 from feeds.validate import ARTICLE, MAX_ID_CHARS, READ_EVENT, BadJSON, article_from_dict, event_from_dict, json_type, parse_json
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 log = logging.getLogger("feeds.api")
+
+QUEUES = ("scheduled", "expired")  # what GET /api/articles lists
+QUEUE_LIMIT = 100
+MAX_QUEUE_LIMIT = 1000
 
 class ApiError(Exception):
     """An answer other than success: a status, a message, and per-item ``errors`` when items were rejected."""
@@ -187,15 +193,52 @@ def post_articles() -> tuple[Response, int]:
     if errors:
         count_imports("api", rejected=len({error["index"] for error in errors}))
         raise _rejected(errors, len(items), "article", "nothing was stored")
-    outcomes = svc.store.articles.upsert(articles) if articles else []
+    now = svc.schedule.clock()
+    outcomes = svc.store.articles.upsert(articles, now) if articles else []
     count_imports("api", **{result: outcomes.count(result) for result in ("created", "updated", "unchanged")})
     log.info("api: %d articles stored (%d created, %d updated, %d unchanged)", len(outcomes),
              outcomes.count("created"), outcomes.count("updated"), outcomes.count("unchanged"))
-    results = [
-        {"id": article.id, "result": outcome, "guid": svc.catalog.guid(article.id)}
-        for article, outcome in zip(articles, outcomes)
-    ]
+    results = [_result(svc, article, outcome, article.status(now)) for article, outcome in zip(articles, outcomes)]
     return jsonify(results=results), 201 if "created" in outcomes else 200
+
+
+def _result(svc: Services, article: Article, outcome: str, status: Status) -> dict[str, Any]:
+    """What became of one article sent: a stored change to an article whose time has not come is ``scheduled``."""
+    result = {"id": article.id, "result": "scheduled" if status == "scheduled" and outcome != "unchanged" else outcome,
+              "status": status, "guid": svc.catalog.guid(article.id)}
+    if status == "scheduled":
+        result["publishes_at"] = article.published.astimezone(svc.settings.tz).isoformat()
+    return result
+
+
+@bp.get("/articles")
+@authorized
+def queued_articles() -> Response:
+    """The articles waiting for their time (``?status=scheduled``, the next first) or gone at theirs
+    (``?status=expired``, the latest first), at most ``limit``."""
+    svc = services()
+    status = request.args.get("status")
+    if status not in QUEUES:
+        raise ApiError(400, f"status: expected one of {', '.join(QUEUES)}, got {'nothing' if status is None else repr(status)}.")
+    limit = request.args.get("limit", str(QUEUE_LIMIT))
+    if not (limit.isascii() and limit.isdigit() and 1 <= int(limit) <= MAX_QUEUE_LIMIT):
+        raise ApiError(400, f"limit: expected a whole number from 1 to {MAX_QUEUE_LIMIT}, got {limit!r}.")
+    total, found = svc.store.articles.queued(status, int(limit))  # type: ignore[arg-type]
+    return jsonify(status=status, total=total, articles=[queued_entry(svc, article) for article in found])
+
+
+def queued_entry(svc: Services, article: Article) -> dict[str, Any]:
+    """One queued article as the API lists it (and ``feeds scheduled`` prints it): its times in the site's timezone."""
+    tz = svc.settings.tz
+    return {
+        "id": article.id,
+        "title": article.title,
+        "url": article.url,
+        "category": "/".join(article.category),
+        "published": article.published.astimezone(tz).isoformat(),
+        "expires": article.expires.astimezone(tz).isoformat() if article.expires else None,
+        "guid": svc.catalog.guid(article.id),
+    }
 
 
 @bp.delete("/articles/<path:article_id>", merge_slashes=False)
@@ -226,9 +269,10 @@ def post_views() -> Response:
             errors.extend(_item_errors(index, _readable_id(raw), exc.errors))
     known = svc.store.articles.known_ids({event.article_id for _, event in events}) if events else set()
     errors.extend(_unknown(events, known))
+    counted = 0
     if not errors and events:
         try:
-            svc.store.reads.record([event for _, event in events], keep=longest_window(svc.settings))
+            counted = svc.store.reads.record([event for _, event in events], keep=longest_window(svc.settings))
         except KeyError:  # an article was deleted since known_ids looked
             known = svc.store.articles.known_ids({event.article_id for _, event in events})
             errors.extend(_unknown(events, known))
@@ -237,8 +281,8 @@ def post_views() -> Response:
     if errors:
         errors.sort(key=lambda error: error["index"])
         raise _rejected(errors, len(body), "read event", "nothing was recorded")
-    log.info("api: %d read events recorded", len(events))
-    return jsonify(recorded=len(events))
+    log.info("api: %d read events recorded, %d of articles not public", counted, len(events) - counted)
+    return jsonify(recorded=counted, not_public=len(events) - counted)
 
 
 def _unknown(events: list[tuple[int, Any]], known: set[str]) -> list[dict[str, Any]]:
@@ -323,7 +367,9 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "title": f"{settings.site.title} feeds: write API",
             "version": "1",
             "description": (
-                "Upsert and delete articles, and record reads, for the feeds published by this service. "
+                "Upsert and delete articles, list those scheduled or expired, and record reads, for the feeds published by "
+                "this service. An article whose published time is later than now is scheduled: it is in no public output "
+                "until then. "
                 "Every request is applied whole or not at all. Every answer is JSON; an error is "
                 '{"error": "..."}, with "errors" listing each bad field when items were rejected.'
             ),
@@ -355,6 +401,24 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                         "200": {"description": "Stored; every article was already known (updated or unchanged).",
                                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Results"}}}},
                         **with_body,
+                    },
+                },
+                "get": {
+                    "operationId": "queuedArticles",
+                    "summary": "The articles scheduled for later, or expired",
+                    "description": "Scheduled articles (published later than now) are in no public output until their time; "
+                                   "expired ones left every public output at theirs. Listed the next to be published first, "
+                                   "or the latest to have expired first.",
+                    "parameters": [
+                        {"name": "status", "in": "query", "required": True, "schema": {"enum": list(QUEUES)}},
+                        {"name": "limit", "in": "query", "required": False,
+                         "schema": {"type": "integer", "minimum": 1, "maximum": MAX_QUEUE_LIMIT, "default": QUEUE_LIMIT}},
+                    ],
+                    "responses": {
+                        "200": {"description": "How many there are, and the first `limit` of them.",
+                                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Queued"}}}},
+                        "400": answer("`status` is missing or not one of those listed, or `limit` is out of range."),
+                        **common,
                     },
                 },
             },
@@ -423,10 +487,16 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                             "type": "array",
                             "items": {
                                 "type": "object",
-                                "required": ["id", "result", "guid"],
+                                "required": ["id", "result", "status", "guid"],
                                 "properties": {
                                     "id": {"type": "string"},
-                                    "result": {"enum": ["created", "updated", "unchanged"]},
+                                    "result": {"enum": ["created", "updated", "unchanged", "scheduled"],
+                                               "description": "scheduled: stored, new or changed, and public at publishes_at."},
+                                    "status": {"enum": ["published", "scheduled", "expired"],
+                                               "description": "Whether it is in the public outputs now, waits for its "
+                                                              "time, or is past its expires."},
+                                    "publishes_at": {"type": "string", "format": "date-time",
+                                                     "description": "When a scheduled article becomes public."},
                                     "guid": {"type": "string", "description": "The article's guid in every feed."},
                                 },
                             },
@@ -441,8 +511,35 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 },
                 "Recorded": {
                     "type": "object",
-                    "required": ["recorded"],
-                    "properties": {"recorded": {"type": "integer", "minimum": 0, "description": "Events recorded."}},
+                    "required": ["recorded", "not_public"],
+                    "properties": {
+                        "recorded": {"type": "integer", "minimum": 0, "description": "Events recorded."},
+                        "not_public": {"type": "integer", "minimum": 0,
+                                       "description": "Events of articles not public (scheduled or expired): not counted, "
+                                                      "a hot list never ranks such an article."},
+                    },
+                },
+                "Queued": {
+                    "type": "object",
+                    "required": ["status", "total", "articles"],
+                    "properties": {
+                        "status": {"enum": list(QUEUES)},
+                        "total": {"type": "integer", "minimum": 0, "description": "How many articles have this status."},
+                        "articles": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["id", "title", "url", "category", "published", "expires", "guid"],
+                                "properties": {
+                                    "id": {"type": "string"}, "title": {"type": "string"}, "url": {"type": "string"},
+                                    "category": {"type": "string"},
+                                    "published": {"type": "string", "format": "date-time"},
+                                    "expires": {"type": ["string", "null"], "format": "date-time"},
+                                    "guid": {"type": "string"},
+                                },
+                            },
+                        },
+                    },
                 },
                 "Error": {
                     "type": "object",

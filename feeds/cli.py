@@ -13,12 +13,14 @@ from typing import IO, Any
 import click
 
 from feeds import Services, create_app, open_services
+from feeds.api import MAX_QUEUE_LIMIT, QUEUE_LIMIT, queued_entry
 from feeds.config import WILDCARD_HOSTS, Settings, load_settings
 from feeds.errors import ConfigError
 from feeds.ingest import Report, import_articles, import_reads, load_sample
 from feeds.server import serve
 from feeds.serving import compress
 from feeds.stats import report, text_table
+from feeds.text import aligned
 from feeds.services import catalog
 from feeds.web import directory
 from feeds.writers import FORMATS
@@ -113,6 +115,7 @@ def build_command(obj: Context, outdir: Path, etags: Path | None) -> None:
     # The files are the service's own answers, asked of the app itself (as Frozen-Flask does),
     # so they are byte for byte what it serves: one way to render each thing.
     app = obj.app if obj.app is not None else create_app(obj.services().settings)
+    app.extensions["feeds"].schedule.release()  # a copy of now: what fell due is in it, what expired is not
     with app.app_context():
         urls = _site_urls(app)
     client = app.test_client()
@@ -164,6 +167,31 @@ def stats_command(obj: Context) -> None:
     services = obj.services()
     rows = report(services.stats, services.catalog, services.store.subscriptions)
     click.echo(text_table(rows) if rows else "No feed was polled in the last 30 days.")
+
+
+@main.command("scheduled")
+@click.option("--expired", is_flag=True, help="List the expired articles instead, the latest to expire first.")
+@click.option("--limit", type=click.IntRange(1, MAX_QUEUE_LIMIT), default=QUEUE_LIMIT, show_default=True,
+              help="List at most this many.")
+@click.pass_obj
+def scheduled_command(obj: Context, expired: bool, limit: int) -> None:
+    """Print the articles scheduled for later, the next first (what GET /api/articles?status=scheduled lists)."""
+    services = obj.services()
+    status = "expired" if expired else "scheduled"
+    total, found = services.store.articles.queued(status, limit)
+    if not total:
+        click.echo(f"No article is {status}.")
+        return
+    entries = [queued_entry(services, article) for article in found]
+    rows = [("发布时间", "过期时间", "id", "栏目", "标题")]
+    rows += [(_minute(entry["published"]), _minute(entry["expires"]), entry["id"], entry["category"], entry["title"]) for entry in entries]
+    shown = f", the first {len(found)} listed" if len(found) < total else ""
+    click.echo(f"{total} {status} ({services.settings.site.timezone}){shown}:\n{aligned(rows)}")
+
+
+def _minute(moment: str | None) -> str:
+    """An ISO time as the terminal lists it: to the minute, without offset (the heading names the timezone)."""
+    return moment[:16].replace("T", " ") if moment else "-"
 
 
 def _load_demo(store: Any, settings: Settings) -> None:

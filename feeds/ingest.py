@@ -29,13 +29,17 @@ class Report:
     created: int = 0
     updated: int = 0
     unchanged: int = 0
+    scheduled: int = 0  # of those created or updated, how many wait for their time
     recorded: int = 0
+    not_public: int = 0  # read events of articles not public, not counted
     rejected: list[tuple[int, str]] = field(default_factory=list)
 
     def summary(self) -> str:
-        if self.recorded:
-            return f"{self.recorded} read events recorded, {len(self.rejected)} rejected"
-        return f"{self.created} new, {self.updated} updated, {self.unchanged} unchanged, {len(self.rejected)} rejected"
+        if self.recorded or self.not_public:
+            ignored = f" ({self.not_public} more of articles not public, not counted)" if self.not_public else ""
+            return f"{self.recorded} read events recorded{ignored}, {len(self.rejected)} rejected"
+        scheduled = f" ({self.scheduled} scheduled for later)" if self.scheduled else ""
+        return f"{self.created} new, {self.updated} updated{scheduled}, {self.unchanged} unchanged, {len(self.rejected)} rejected"
 
 
 def parse_lines(lines: Iterable[str], report: Report) -> Iterator[tuple[int, Any]]:
@@ -57,8 +61,10 @@ def import_articles(
     batch: list[Article] = []
 
     def flush() -> None:
-        for outcome in store.articles.upsert(batch):
+        now = datetime.now(timezone.utc)
+        for article, outcome in zip(batch, store.articles.upsert(batch, now)):
             setattr(report, outcome, getattr(report, outcome) + 1)
+            report.scheduled += outcome != "unchanged" and article.status(now) == "scheduled"
         if progress:
             progress(len(batch))
         batch.clear()
@@ -89,8 +95,9 @@ def import_reads(
                 good.append(event)
             else:
                 report.rejected.append((number, unknown_article(event.article_id).message))
-        store.reads.record(good, keep=longest_window(settings))
-        report.recorded += len(good)
+        counted = store.reads.record(good, keep=longest_window(settings))
+        report.recorded += counted
+        report.not_public += len(good) - counted
         batch.clear()
 
     for number, raw in parse_lines(lines, report):

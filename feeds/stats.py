@@ -10,7 +10,6 @@ counted as they stand now.
 """
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from html import escape
@@ -27,6 +26,7 @@ from feeds.polls import PollCounter
 from feeds.responses import refuse_framing
 from feeds.services import services as current_services
 from feeds.store.subscriptions import Subscriptions
+from feeds.text import aligned
 
 TREND_DAYS = 30
 DIRECT = "direct pollers"  # the service that pollers with no aggregator's report count under
@@ -131,21 +131,7 @@ def text_table(rows: list[FeedStats]) -> str:
         table.append((stats.title, stats.feed, str(stats.subscribers), ", ".join(f"{name} {count}" for name, count in stats.services),
                       f"{hub.active}/{hub.pending}/{hub.failing}", f"{stats.delivered}/{stats.failed}", str(stats.requests),
                       f"{stats.not_modified_share:.0%}", ", ".join(f"{name} {count}" for name, count in stats.clients)))
-    widths = [max(display_width(row[column]) for row in table) for column in range(len(table[0]))]
-    numeric = {2, 4, 5, 6, 7}
-    lines = []
-    for row in table:
-        cells = []
-        for column, cell in enumerate(row):
-            padding = " " * (widths[column] - display_width(cell))
-            cells.append(padding + cell if column in numeric else cell + padding)
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines)
-
-
-def display_width(text: str) -> int:
-    """Columns ``text`` takes in a terminal: wide and full-width characters take two."""
-    return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
+    return aligned(table, numeric=frozenset({2, 4, 5, 6, 7}))
 
 
 # -- /admin/stats ---------------------------------------------------------------------------

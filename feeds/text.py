@@ -1,9 +1,11 @@
 """Text at the door: characters XML forbids, HTML sanitising, summaries of Chinese news, slugs; headlines cut to fit;
-Traditional Chinese."""
+Traditional Chinese; columns for a terminal."""
 from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
+from collections.abc import Sequence
 from functools import lru_cache
 
 import lxml.html
@@ -182,3 +184,21 @@ def html_in_variant(html: str, variant: str) -> str:
 
     parts = _TAG.split(html)
     return "".join(_WORDS_ATTRIBUTE.sub(words, part) if index % 2 else in_variant(part, variant) for index, part in enumerate(parts))
+
+
+def display_width(text: str) -> int:
+    """Columns ``text`` takes in a terminal: wide and full-width characters take two."""
+    return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
+
+
+def aligned(rows: Sequence[Sequence[str]], numeric: frozenset[int] = frozenset()) -> str:
+    """``rows`` (the first a header) as columns for a terminal, the ``numeric`` ones aligned right."""
+    widths = [max(display_width(row[column]) for row in rows) for column in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = []
+        for column, cell in enumerate(row):
+            padding = " " * (widths[column] - display_width(cell))
+            cells.append(padding + cell if column in numeric else cell + padding)
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)

@@ -84,7 +84,7 @@ def feed_guids(client) -> list[str]:
 def test_one_article_is_created(client, store):
     response = post(client, "/api/articles", article())
     assert response.status_code == 201
-    assert response.json == {"results": [{"id": SEED_ID, "result": "created", "guid": GUID + SEED_ID}]}
+    assert response.json == {"results": [{"id": SEED_ID, "result": "created", "status": "published", "guid": GUID + SEED_ID}]}
     stored = store.articles.get(SEED_ID)
     assert stored.title == article()["title"]
     assert stored.category == ("热点", "国内")
@@ -97,12 +97,12 @@ def test_the_same_article_again_is_unchanged_then_an_edit_is_an_update(client, s
     assert post(client, "/api/articles", article()).status_code == 201
     again = post(client, "/api/articles", [article()])
     assert again.status_code == 200
-    assert again.json["results"] == [{"id": SEED_ID, "result": "unchanged", "guid": GUID + SEED_ID}]
+    assert again.json["results"] == [{"id": SEED_ID, "result": "unchanged", "status": "published", "guid": GUID + SEED_ID}]
     assert store.articles.get(SEED_ID).updated is None
 
     edited = post(client, "/api/articles", article(title="新标题"))
     assert edited.status_code == 200
-    assert edited.json["results"] == [{"id": SEED_ID, "result": "updated", "guid": GUID + SEED_ID}]
+    assert edited.json["results"] == [{"id": SEED_ID, "result": "updated", "status": "published", "guid": GUID + SEED_ID}]
     stored = store.articles.get(SEED_ID)
     assert stored.title == "新标题"
     assert stored.updated is not None and stored.updated > stored.published
@@ -125,8 +125,8 @@ def test_a_numeric_id_is_read_as_text_and_the_guid_is_quoted(client, store):
     response = post(client, "/api/articles", [other(1, id=42), other(2, id="2024/04/04")])
     assert response.status_code == 201
     assert response.json["results"] == [
-        {"id": "42", "result": "created", "guid": GUID + "42"},
-        {"id": "2024/04/04", "result": "created", "guid": GUID + "2024%2F04%2F04"},
+        {"id": "42", "result": "created", "status": "published", "guid": GUID + "42"},
+        {"id": "2024/04/04", "result": "created", "status": "published", "guid": GUID + "2024%2F04%2F04"},
     ]
     assert store.articles.get("42") is not None
 
@@ -249,8 +249,8 @@ def test_a_body_that_is_not_declared_json_is_415(client, store, content_type):
 
 
 def test_unknown_methods_and_paths_answer_json(client):
-    response = client.get("/api/articles", headers=AUTH)
-    assert response.status_code == 405 and response.is_json and "POST" in response.headers["Allow"]
+    response = client.put("/api/articles", headers=AUTH)
+    assert response.status_code == 405 and response.is_json and {"GET", "POST"} <= set(response.headers["Allow"].split(", "))
     response = client.get("/api/nothing-here", headers=AUTH)
     assert response.status_code == 404 and response.is_json
 
@@ -377,7 +377,7 @@ def test_views_are_recorded(client, store):
     ]
     response = post(client, "/api/views", events)
     assert response.status_code == 200
-    assert response.json == {"recorded": 4}
+    assert response.json == {"recorded": 4, "not_public": 0}
     assert reads(store) == [(SEED_ID, 4), ("a2", 2)]
     assert reads(store, timedelta(hours=1)) == [(SEED_ID, 4)]
     assert reads(store, timedelta(days=7)) == [("a2", 102), (SEED_ID, 4)]
@@ -385,7 +385,7 @@ def test_views_are_recorded(client, store):
 
 def test_an_empty_array_of_views_records_nothing(client, store):
     response = post(client, "/api/views", [])
-    assert response.status_code == 200 and response.json == {"recorded": 0}
+    assert response.status_code == 200 and response.json == {"recorded": 0, "not_public": 0}
 
 
 @pytest.mark.parametrize("event, field, message", [

@@ -14,7 +14,7 @@ from flask import Flask
 from feeds import create_app
 from feeds.config import Settings
 from feeds.polls import PollCounter, parse_user_agent
-from feeds.stats import display_width
+from feeds.text import display_width
 from feeds.model import FeedDay
 from feeds.store.schema import stats_aggregators, stats_clients, stats_daily, stats_pollers, stats_salts
 from tests.conftest import REDIS_URL, Runner, article, make_settings

@@ -27,14 +27,15 @@ from feeds.store.database import Database, chunks, free_slug, storable
 from feeds.store.rows import article_select, pks, to_article
 from feeds.store.search import Indexed, Search
 from feeds.store.labels import Labels, Named, label_scope, labels_of, stored_labels
-from feeds.store.schema import (EXPIRED, EXPIRING, PUBLIC, SCHEDULED, article_categories, articles, categories, feed_versions,
-                                reads_daily, reads_hourly, reads_minutely, sources)
-from feeds.store.versions import FeedVersions, Membership, category_scope, source_scope
+from feeds.store.schema import (EXPIRED, EXPIRING, PUBLIC, SCHEDULED, article_categories, articles, categories, reads_daily, reads_hourly, reads_minutely, sources)
+from feeds.store.versions import FeedVersions, Membership, category_scope, shown, source_scope
 from feeds.text import slugify
 
 Outcome = Literal["created", "updated", "unchanged"]
 _COMPARED = ("url", "title", "summary", "content", "author", "source_id", "category_id", "tags", "image", "published", "expires")
 _RELEASE_BATCH = 500  # articles moved per release transaction
+_CATEGORY_SHOWN = shown(sa.literal("category:") + categories.c.slug_path)
+_SOURCE_SHOWN = shown(sa.literal("source:") + sources.c.slug)
 
 
 class Articles:
@@ -92,11 +93,11 @@ class Articles:
         def move(conn: Connection) -> int:
             wanted = [(SCHEDULED, articles.c.published <= now), (EXPIRING, articles.c.expires <= now),
                       (PUBLIC, articles.c.published > now)]
-            rows: dict[int, dict[str, Any]] = {}
+            rows: dict[int, sa.Row] = {}
             for condition in wanted:
-                query = (article_select().where(condition[0], condition[1]).order_by(articles.c.pk).limit(_RELEASE_BATCH)
+                query = (article_select().where(*condition).order_by(articles.c.pk).limit(_RELEASE_BATCH)
                          .with_for_update(skip_locked=True, of=articles))
-                rows.update((row.pk, row._asdict()) for row in conn.execute(query))
+                rows.update((row.pk, row) for row in conn.execute(query))
             if not rows:
                 return 0
             found = [to_article(row) for row in rows.values()]
@@ -104,11 +105,11 @@ class Articles:
                              self.labels.ensure(conn, set().union(*map(labels_of, found))))
             for row, article in zip(rows.values(), found):
                 status = status_at(article.published, article.expires, now)
-                conn.execute(articles.update().where(articles.c.pk == row["pk"]).values(status=status))
-                if row["status"] == "published":
-                    public.leave(row)
+                conn.execute(articles.update().where(articles.c.pk == row.pk).values(status=status))
+                if row.status == "published":
+                    public.leave(row._asdict())
                 if status == "published":
-                    public.join(article, row)
+                    public.join(article, row._asdict())
             public.finish()
             return len(rows)
 
@@ -208,11 +209,10 @@ class Articles:
             return set(pks(conn, {i for i in ids if storable(i)}))
 
     def categories(self) -> list[Category]:
-        """Every category that has shown an article, parents before children, siblings in pinyin order (as Chinese
-        indexes sort). One made for a scheduled article is listed once the article is published: its name is news too."""
-        shown = feed_versions.c.scope == sa.literal("category:") + categories.c.slug_path  # a row once an article joined it
+        """Every category that has shown an article (``versions.shown``), parents before children, siblings in
+        pinyin order (as Chinese indexes sort)."""
         with self.db.read() as conn:
-            rows = conn.execute(sa.select(categories.c.path, categories.c.slug_path).join(feed_versions, shown)).all()
+            rows = conn.execute(sa.select(categories.c.path, categories.c.slug_path).where(_CATEGORY_SHOWN)).all()
         found = [Category(tuple(row.path.split("/")), tuple(row.slug_path.split("/"))) for row in rows]
         return sorted(found, key=lambda category: [slugify(name) for name in category.names])
 
@@ -220,22 +220,21 @@ class Articles:
         if not storable(slug_path):
             return None
         with self.db.read() as conn:
-            row = conn.execute(sa.select(categories.c.path, categories.c.slug_path).where(categories.c.slug_path == slug_path)).first()
+            query = sa.select(categories.c.path, categories.c.slug_path).where(categories.c.slug_path == slug_path, _CATEGORY_SHOWN)
+            row = conn.execute(query).first()
         return Category(tuple(row.path.split("/")), tuple(row.slug_path.split("/"))) if row else None
 
     def sources(self) -> list[Source]:
-        """Every source that has shown an article (see ``categories``)."""
-        shown = feed_versions.c.scope == sa.literal("source:") + sources.c.slug
+        """Every source that has shown an article (``versions.shown``)."""
         with self.db.read() as conn:
-            rows = conn.execute(sa.select(sources.c.name, sources.c.slug, sources.c.url).join(feed_versions, shown)
-                                .order_by(sources.c.slug)).all()
+            rows = conn.execute(sa.select(sources.c.name, sources.c.slug, sources.c.url).where(_SOURCE_SHOWN).order_by(sources.c.slug)).all()
         return [Source(row.name, row.slug, row.url) for row in rows]
 
     def source(self, slug: str) -> Source | None:
         if not storable(slug):
             return None
         with self.db.read() as conn:
-            row = conn.execute(sa.select(sources.c.name, sources.c.slug, sources.c.url).where(sources.c.slug == slug)).first()
+            row = conn.execute(sa.select(sources.c.name, sources.c.slug, sources.c.url).where(sources.c.slug == slug, _SOURCE_SHOWN)).first()
         return Source(row.name, row.slug, row.url) if row else None
 
     def count(self) -> int:

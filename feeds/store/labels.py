@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 from feeds.model import Article, Label
 from feeds.store.database import Database, chunks, free_slug, storable
 from feeds.store.schema import article_labels, labels
+from feeds.store.versions import shown
 from feeds.text import slugify
 
 KINDS = ("tag", "author")
@@ -43,7 +44,8 @@ class Labels:
         if kind not in KINDS or not storable(slug):
             return None
         with self.db.read() as conn:
-            row = conn.execute(sa.select(labels.c.name).where(labels.c.kind == kind, labels.c.slug == slug)).first()
+            query = sa.select(labels.c.name).where(labels.c.kind == kind, labels.c.slug == slug, shown(labels.c.kind + ":" + labels.c.slug))
+            row = conn.execute(query).first()
         return Label(kind, row.name, slug) if row else None  # type: ignore[arg-type]
 
     def of(self, articles: Sequence[Article]) -> list[tuple[Label, ...]]:

@@ -43,6 +43,13 @@ def source_scope(slug: str) -> str:
     return f"source:{slug}"
 
 
+def shown(scope: sa.ColumnElement[str]) -> sa.Exists:
+    """Whether the scope named by ``scope`` (an SQL expression) has ever shown an article: its row is made when
+    the first article joins it. A category, source or label made for an article not yet published is not
+    public, not even its name; one whose articles all left stays (its feed is empty and says so)."""
+    return sa.exists().where(feed_versions.c.scope == scope)
+
+
 class ChangeCounter:
     """How many writes to one database have committed on this machine: eight bytes of shared
     memory that every process using the database maps (the server's workers, ``feeds import``).
