@@ -25,7 +25,7 @@ from feeds.store import Store
 log = logging.getLogger("feeds.schedule")
 
 LOOK_EVERY = 1.0  # seconds: the longest the thread waits before it asks the store again
-_SHORTEST_WAIT = 0.05  # seconds: when an article is overdue (another process holds it), before asking again
+_SHORTEST_WAIT = 0.05  # seconds: after an article stayed overdue (another process holds it), before asking again
 
 
 def utc_now() -> datetime:
@@ -65,7 +65,8 @@ class Schedule:
             due = self.store.articles.next_due()
         if due is None:
             return LOOK_EVERY
-        return min(LOOK_EVERY, max(_SHORTEST_WAIT, (due - self.clock()).total_seconds()))
+        remaining = (due - self.clock()).total_seconds()
+        return min(LOOK_EVERY, remaining) if remaining > 0 else _SHORTEST_WAIT
 
     def _run(self) -> None:
         try:

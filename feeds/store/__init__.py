@@ -3,8 +3,9 @@
 One ``Store`` opens the database and hangs one object per concern off it, each with a
 narrow face and a module of its own:
 
-- ``store.articles`` (``articles.py``): upserts and deletes, the newest of a feed, archive
-  pages, categories and sources;
+- ``store.articles`` (``articles.py``): upserts and deletes, the release of articles whose
+  time has come (only published articles are public), the newest of a feed, archive pages,
+  the queue of scheduled and expired articles, categories and sources;
 - ``store.labels`` (``labels.py``): tags and authors, each listing its articles, kept by
   the article upserts;
 - ``store.search`` (``search.py``): keyword search through an index of each article's
