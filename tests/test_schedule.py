@@ -365,3 +365,32 @@ def test_served_a_scheduled_article_appears_at_its_time_and_is_delivered(tmp_pat
         assert feedparser.parse(delivered).entries[0].title == TITLE
     finally:
         server.stop()
+
+
+def test_finding_what_falls_due_reads_indexes_not_the_articles(sqlite_url):
+    """Every statement the schedule runs once a second, and every one of a release, is a search of an index:
+    SQLite's plan for it names no scan of the articles table."""
+    store = Store(sqlite_url)
+    store.migrate()
+    statements: list[tuple[str, tuple]] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT") and "articles" in statement:
+            statements.append((statement, parameters))
+
+    try:
+        now = datetime.now(timezone.utc)
+        store.articles.upsert([Article(f"a{n}", f"https://news.example.cn/{n}.html", f"第{n}条", now + timedelta(minutes=n - 3),
+                                       ("热点",), expires=now + timedelta(hours=n)) for n in range(6)], now=now)
+        sa.event.listen(store.db.engine, "before_cursor_execute", seen)
+        store.articles.next_due()
+        assert store.articles.release(now + timedelta(minutes=1)) == 1
+        sa.event.remove(store.db.engine, "before_cursor_execute", seen)
+        queries = [statement for statement, _ in statements if "FROM articles" in statement]
+        assert len(queries) >= 4
+        with store.db.engine.connect() as conn:
+            for statement, parameters in statements:
+                plan = [row[3] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)]
+                assert not any(step.startswith("SCAN articles") for step in plan), (statement, plan)
+    finally:
+        store.close()
