@@ -1,7 +1,7 @@
 """WebSub push: from the 201 of a new article to its delivery at every subscriber, and what the hub
 costs the polling path.
 
-`feeds serve` (2 gunicorn workers, SQLite by default, `--postgres` for PostgreSQL) with 1, 100,
+`feeds serve` (2 workers, SQLite by default, `--postgres` for PostgreSQL) with 1, 100,
 1,000 and 10,000 subscribers of one feed (`/feeds/all.rss`), each a distinct callback URL on a
 receiver in a process of its own (asyncio, answering 204 and noting when each delivery arrived).
 Subscriptions are written straight into the store, as confirmed ones, so that the run measures
