@@ -394,3 +394,20 @@ def test_finding_what_falls_due_reads_indexes_not_the_articles(sqlite_url):
                 assert not any(step.startswith("SCAN articles") for step in plan), (statement, plan)
     finally:
         store.close()
+
+
+def test_what_fell_due_while_nothing_ran_is_published_as_the_service_starts(sqlite_url):
+    store = Store(sqlite_url)
+    store.migrate()
+    now = datetime.now(timezone.utc)
+    store.articles.upsert([Article("overdue", "https://news.example.cn/o.html", TITLE, now - timedelta(minutes=1), ("热点",))],
+                          now=now - timedelta(hours=1))  # scheduled then, due a minute ago
+    store.close()
+    app = create_app(make_settings(sqlite_url), background=True)
+    try:
+        deadline = time.monotonic() + 10
+        while TITLE not in app.test_client().get("/feeds/all.rss").get_data(as_text=True):
+            assert time.monotonic() < deadline, "not published within ten seconds of the start"
+            time.sleep(0.05)
+    finally:
+        app.extensions["feeds"].store.close()
