@@ -10,7 +10,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from feeds import api, embed, pages, stats, web
+from feeds import api, embed, pages, sitemaps, stats, web
 from feeds.config import Settings, load_settings
 from feeds.errors import StoreUnavailable
 from feeds.metrics import QUERY_SECONDS, configure_logging, register_request_log
@@ -24,7 +24,7 @@ log = logging.getLogger("feeds")
 def create_app(config: Settings | Mapping[str, Any] | None = None, background: bool = False) -> Flask:
     """The WSGI app. ``config`` is a ``Settings``, or overrides nested like config.toml. With ``background``,
     this process also does the work beside the requests: publishing scheduled articles on time, expiring
-    others, and the WebSub hub's verifications and deliveries. A serving process does, where the app is
+    others, the WebSub hub's verifications and deliveries, and the pushes to search engines. A serving process does, where the app is
     made in each worker (as ``feeds serve`` does; gunicorn without ``--preload``)."""
     settings = config if isinstance(config, Settings) else load_settings(overrides=config)
     app = Flask(__name__)
@@ -40,6 +40,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, background: b
     app.register_blueprint(embed.bp)  # frameable by other sites: no refuse_framing
     app.register_blueprint(api.bp)
     app.register_blueprint(stats.bp)
+    app.register_blueprint(sitemaps.bp)
     app.jinja_env.globals["feed_url"] = web.feed_url
     services = app.extensions["feeds"]
     app.add_url_rule("/metrics", "metrics", metrics_endpoint(services.store, settings.metrics.allow))
@@ -47,6 +48,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, background: b
     if background:
         services.schedule.start()
         services.hub.start()
+        services.pusher.start()
     _register_errors(app)
     register_request_log(app)
     app.wsgi_app = web.FastPolls(app.wsgi_app, services)  # type: ignore[method-assign]

@@ -21,7 +21,8 @@ from feeds.server import serve
 from feeds.serving import compress
 from feeds.stats import report, text_table
 from feeds.text import aligned
-from feeds.services import catalog
+from feeds.services import catalog, services
+from feeds.sitemaps import PAGE
 from feeds.web import directory
 from feeds.writers import FORMATS
 from feeds.metrics import count_imports, reset_multiprocess_dir
@@ -137,9 +138,10 @@ def build_command(obj: Context, outdir: Path, etags: Path | None) -> None:
 
 
 def _site_urls(app: Any) -> list[str]:
-    """Every URL a static copy serves: the index, the OPML, each feed in every format with its
-    preview, each archive page, and the static assets the pages use."""
-    urls = ["/", "/feeds.opml"]
+    """Every URL a static copy serves: the index, the OPML, robots.txt and the sitemaps, each feed in every
+    format with its preview, each archive page, and the static assets the pages use."""
+    urls = ["/", "/feeds.opml", "/robots.txt", "/sitemap.xml", "/sitemaps/news.xml"]
+    urls += [f"/sitemaps/articles-{number}.xml" for number, _ in services().store.sitemaps.pages(PAGE)]
     for spec in directory().all_specs():
         urls += [f"/feeds/{spec.path}.{extension}" for extension in (*FORMATS, "html")]
         if spec.kind != "hot":

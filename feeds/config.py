@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import ipaddress
 import os
+import re
 import socket
 import tomllib
 import typing
@@ -138,6 +139,30 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True)
+class RobotsSettings:
+    lines: list[str] = field(default_factory=list)  # added to /robots.txt as they are
+
+
+@dataclass(frozen=True)
+class IndexNowSettings:
+    key: str = ""  # "": off
+    endpoint: str = "https://api.indexnow.org/indexnow"
+
+
+@dataclass(frozen=True)
+class BaiduSettings:
+    site: str = ""  # as registered with Baidu, e.g. "https://news.example.cn"
+    token: str = ""  # "": off
+    endpoint: str = "http://data.zz.baidu.com"
+
+
+@dataclass(frozen=True)
+class PushSettings:
+    timeout: int = 10  # seconds a push to a search engine may take
+    retry_seconds: int = 86_400  # a URL that keeps failing is given up after this long
+
+
+@dataclass(frozen=True)
 class Settings:
     site: SiteSettings = field(default_factory=SiteSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -153,6 +178,15 @@ class Settings:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     cors: CorsSettings = field(default_factory=CorsSettings)
     embed: EmbedSettings = field(default_factory=EmbedSettings)
+    robots: RobotsSettings = field(default_factory=RobotsSettings)
+    indexnow: IndexNowSettings = field(default_factory=IndexNowSettings)
+    baidu: BaiduSettings = field(default_factory=BaiduSettings)
+    push: PushSettings = field(default_factory=PushSettings)
+
+    @property
+    def push_engines(self) -> tuple[str, ...]:
+        """The search engines articles are pushed to: those with a key or token set."""
+        return ("indexnow",) * bool(self.indexnow.key) + ("baidu",) * bool(self.baidu.token)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -283,6 +317,18 @@ def _check(settings: Settings) -> None:
         raise ConfigError(f"site.timezone: unknown timezone {settings.site.timezone!r}") from exc
     if "://" not in settings.database.url:
         raise ConfigError(f"database.url: expected a SQLAlchemy URL, got {settings.database.url!r}")
+    for key, url in (("indexnow.endpoint", settings.indexnow.endpoint), ("baidu.endpoint", settings.baidu.endpoint),
+                     ("baidu.site", settings.baidu.site)):
+        parts = urlsplit(url)
+        if (url or key != "baidu.site") and (parts.scheme not in ("http", "https") or not parts.netloc):
+            raise ConfigError(f"{key}: expected an http(s) URL, got {url!r}")
+    if settings.indexnow.key and not re.fullmatch(r"[A-Za-z0-9-]{8,128}", settings.indexnow.key):
+        raise ConfigError("indexnow.key: expected 8 to 128 characters of a-z, A-Z, 0-9 and '-'")
+    if settings.baidu.token and not settings.baidu.site:
+        raise ConfigError("baidu.site: set it to the site as registered with Baidu (e.g. https://news.example.cn) to push to Baidu")
+    for index, line in enumerate(settings.robots.lines):
+        if "\n" in line or "\r" in line:
+            raise ConfigError(f"robots.lines[{index}]: one line each, without line breaks")
     for index, hub in enumerate(settings.websub.hubs):
         parts = urlsplit(hub)
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -326,6 +372,8 @@ def _check(settings: Settings) -> None:
         "websub.concurrency": settings.websub.concurrency,
         "websub.timeout": settings.websub.timeout,
         "embed.refresh_seconds": settings.embed.refresh_seconds,
+        "push.timeout": settings.push.timeout,
+        "push.retry_seconds": settings.push.retry_seconds,
         **{f"hot.windows.{name}": hours for name, hours in settings.hot.windows.items()},
     }
     for key, value in positive.items():

@@ -56,6 +56,8 @@ QUERY_SECONDS = Histogram("feeds_store_query_seconds", "Time of each SQL stateme
 RENDERED_CACHE = Counter("feeds_rendered_cache_total", "Rendered-feed lookups: hit (no rendering) or miss.", ["result"])
 CACHE_HITS, CACHE_MISSES = RENDERED_CACHE.labels("hit"), RENDERED_CACHE.labels("miss")
 IMPORTED = Counter("feeds_articles_imported_total", "Articles imported, by way in (api, cli) and result.", ["via", "result"])
+PUSHES = Counter("feeds_pushes_total", "Article URLs pushed to search engines, by engine and result "
+                 "(sent, failed: tried again later, deferred: quota spent, given_up).", ["engine", "result"])
 
 access_log = logging.getLogger("feeds.access")
 
@@ -186,6 +188,10 @@ class _Scrape(Collector):
         except StoreUnavailable:
             return
         yield GaugeMetricFamily("feeds_articles_stored", "Articles in the store.", value=count)
+        queued = GaugeMetricFamily("feeds_pushes_queued", "Article URLs waiting to be pushed, by search engine.", labels=["engine"])
+        for state in self.store.outbox.states():
+            queued.add_metric([state.engine], state.queued)
+        yield queued
 
 
 def endpoint(store: Store, allow: list[str]) -> Callable[[], Response]:

@@ -101,10 +101,10 @@ class RenderedFeeds:
 
         return self.made(f"{path}.{extension}?{limit}~{variant or ''}", scope_of(path), make, encoding, stamp)
 
-    def made(self, name: str, scope: str, make: Callable[[], tuple[bytes, float] | None], encoding: str = "identity",
+    def made(self, name: str, scope: str, make: Callable[[], tuple[bytes, float | None] | None], encoding: str = "identity",
              stamp: Stamp | None = None) -> Rendered | None:
         """The bytes ``make`` gives (with their last change), kept under ``name`` at the ``stamp`` of
-        ``scope``: a feed, or anything else drawn from the feeds' content (the embeddable boxes)."""
+        ``scope``: a feed, or anything else drawn from the feeds' content (the embeddable boxes, the sitemaps)."""
         version, period = self.stamp(scope) if stamp is None else stamp
         key = f"{name}@{version}" if period is None else f"{name}@{version}#{period}"
         ttl = self.settings.cache.hot_ttl if scope == "hot" else self.settings.cache.ttl

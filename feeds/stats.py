@@ -10,7 +10,7 @@ counted as they stand now.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 from html import escape
 from typing import Any
@@ -171,7 +171,8 @@ def _private(response: Response) -> Response:
 def stats_page() -> Response:
     services = current_services()
     rows = report(services.stats, services.catalog, services.store.subscriptions)
-    body = render_template("stats.html", rows=rows, site=services.settings.site, days=TREND_DAYS, sparkline=sparkline)
+    body = render_template("stats.html", rows=rows, site=services.settings.site, days=TREND_DAYS, sparkline=sparkline,
+                           engines=services.store.outbox.states(), tz=services.settings.tz)
     return Response(body, mimetype="text/html")
 
 
@@ -185,4 +186,7 @@ def stats_json() -> Response:
         timezone=services.settings.site.timezone,
         days=TREND_DAYS,
         feeds=[stats.as_json() for stats in rows],
+        pushes=[{**asdict(state), **{name: getattr(state, name).isoformat() for name in ("last_sent", "last_error_at")
+                                                 if getattr(state, name)}}
+                for state in services.store.outbox.states()],
     )

@@ -45,9 +45,11 @@ server {{
         text/css              css;
         text/javascript       js;
         image/svg+xml         svg;
+        text/plain            txt;
+        application/xml       xml;
     }}
     charset utf-8;
-    charset_types application/rss+xml application/atom+xml application/feed+json text/x-opml;
+    charset_types application/rss+xml application/atom+xml application/feed+json text/x-opml text/plain application/xml;
     gzip_static on;
     gzip_vary on;
     etag off;  # nginx's own ETag is mtime-size; the service's is a hash of the body
@@ -62,7 +64,7 @@ server {{
         add_header ETag '"$feeds_etag$feeds_encoding"';
         add_header Cache-Control "public, max-age=86400";
     }}
-    location ~ ^/(index\\.html|feeds\\.opml)$ {{  # undated documents: no Last-Modified
+    location ~ ^/(index\\.html|feeds\\.opml|robots\\.txt|sitemaps/news\\.xml)$ {{  # undated documents: no Last-Modified
         if ($http_if_none_match = '"$feeds_etag$feeds_encoding"') {{ return 304; }}
         if_modified_since off;
         add_header ETag '"$feeds_etag$feeds_encoding"';

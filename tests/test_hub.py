@@ -35,6 +35,8 @@ class Callback:
 
     confirm: str = "echo"  # echo the challenge, "wrong", "refuse" (404) or "redirect" (302 to /elsewhere)
     status: int = 200  # the answer to a delivery
+    reply: bytes = b""  # its body
+    headers: dict[str, str] = field(default_factory=dict)  # and its headers
     delay: float = 0.0  # seconds before it answers a delivery
     on_verification: Callable[[], None] | None = None  # done when a verification arrives, before it is answered
     verifications: list[dict[str, str]] = field(default_factory=list)
@@ -72,13 +74,17 @@ class Subscribers:
                 self.wfile.write(body)
 
             def do_POST(self) -> None:
-                callback = subscribers.callbacks.setdefault(urlsplit(self.path).path.strip("/"), Callback())
+                parts = urlsplit(self.path)
+                callback = subscribers.callbacks.setdefault(parts.path.strip("/"), Callback())
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                callback.deliveries.append(({name: value for name, value in self.headers.items()}, body))
+                callback.deliveries.append(({name: value for name, value in self.headers.items()} | {"query": parts.query}, body))
                 time.sleep(callback.delay)
                 self.send_response(callback.status)
-                self.send_header("Content-Length", "0")
+                for name, value in callback.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(callback.reply)))
                 self.end_headers()
+                self.wfile.write(callback.reply)
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"

@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection
 from feeds.model import Article, Category, Label, Source, status_at
 from feeds.store.database import Database, chunks, free_slug, storable
 from feeds.store.rows import article_select, pks, to_article
+from feeds.store.outbox import Outbox
 from feeds.store.search import Indexed, Search
 from feeds.store.labels import Labels, Named, label_scope, labels_of, stored_labels
 from feeds.store.schema import (EXPIRED, EXPIRING, PUBLIC, SCHEDULED, article_categories, articles, categories, reads_daily, reads_hourly, reads_minutely, sources)
@@ -41,12 +42,13 @@ _SOURCE_SHOWN = shown(sa.literal("source:") + sources.c.slug)
 class Articles:
     """The articles of one database, each in its category (and every ancestor's feed) and source."""
 
-    def __init__(self, db: Database, versions: FeedVersions, labels: Labels, search: Search, category_slugs: dict[str, str] | None = None,
-                 source_slugs: dict[str, str] | None = None):
+    def __init__(self, db: Database, versions: FeedVersions, labels: Labels, search: Search, outbox: Outbox,
+                 category_slugs: dict[str, str] | None = None, source_slugs: dict[str, str] | None = None):
         self.db = db
         self.versions = versions
         self.labels = labels
         self.search = search
+        self.outbox = outbox
         self._category_slugs = category_slugs or {}
         self._source_slugs = source_slugs or {}
 
@@ -70,7 +72,7 @@ class Articles:
             if row is None:
                 return False
             old = row._asdict()
-            public = _Public(conn, self, {}, self.labels.ensure(conn, stored_labels(old)))
+            public = _Public(conn, self, datetime.now(timezone.utc), {}, self.labels.ensure(conn, stored_labels(old)))
             if old["status"] == "published":
                 public.leave(old)
             public.finish()
@@ -103,7 +105,7 @@ class Articles:
             if not rows:
                 return 0
             found = [to_article(row) for row in rows.values()]
-            public = _Public(conn, self, self._ensure_categories(conn, {a.category for a in found if a.category}),
+            public = _Public(conn, self, now, self._ensure_categories(conn, {a.category for a in found if a.category}),
                              self.labels.ensure(conn, set().union(*map(labels_of, found))))
             for row, article in zip(rows.values(), found):
                 status = status_at(article.published, article.expires, now)
@@ -255,7 +257,7 @@ class Articles:
         category_ids = self._ensure_categories(conn, {a.category for a in batch if a.category})
         source_ids = self._ensure_sources(conn, [a.source for a in batch if a.source])
         existing = {row.id: row._asdict() for row in self._rows_by_id(conn, {a.id for a in batch})}
-        public = _Public(conn, self, category_ids,
+        public = _Public(conn, self, now, category_ids,
                          self.labels.ensure(conn, set().union(*map(labels_of, batch), *map(stored_labels, existing.values()))))
         outcomes: list[Outcome] = []
         # New articles are written a statement for many, not one each: on PostgreSQL every statement is a round trip.
@@ -370,8 +372,11 @@ class _Public:
 
     conn: Connection
     owner: Articles
+    now: datetime
     category_ids: dict[tuple[str, ...], int]  # of every category path (and its ancestors) joined
     label_ids: dict[Named, tuple[int, str]]  # (id, slug) of every label joined or left
+    joined: set[str] = field(default_factory=set)  # article URLs, for the search engines (store.outbox)
+    left: set[str] = field(default_factory=set)
     closure: list[dict[str, Any]] = field(default_factory=list)
     labelled: list[dict[str, Any]] = field(default_factory=list)
     indexed: dict[int, Indexed] = field(default_factory=dict)  # what keyword search must find anew
@@ -393,6 +398,7 @@ class _Public:
             {"label_id": self.label_ids[named][0], "published": article.published, "article_pk": pk} for named in labels_of(article)
         )
         self.indexed[pk] = Indexed.of(article)
+        self.joined.add(article.url)
         self._touch(row, labels_of(article), self.added)
 
     def leave(self, row: dict[str, Any], keep_reads: bool = False) -> None:
@@ -406,6 +412,7 @@ class _Public:
         if not keep_reads:
             for table in (reads_minutely, reads_hourly, reads_daily):
                 self.conn.execute(table.delete().where(table.c.article_pk == pk))
+        self.left.add(row["url"])
         self._touch(row, stored_labels(row), self.removed)
 
     def flush(self) -> None:
@@ -418,6 +425,8 @@ class _Public:
     def finish(self) -> None:
         self.flush()
         self.owner.search.index(self.conn, self.indexed, self.unindexed)
+        self.owner.outbox.enqueue(self.conn, {url: "update" if url in self.left else "new" for url in self.joined}
+                                  | {url: "delete" for url in self.left - self.joined}, self.now)
         if self.added or self.removed:
             self.owner.versions.changed(self.conn, self.categories, self.sources, self.added, self.removed)
             self.owner.versions.bump(self.conn, {label_scope(kind, self.label_ids[(kind, name)][1]) for kind, name in self.labels})

@@ -95,6 +95,9 @@ articles = sa.Table(
     sa.Index("ix_articles_scheduled", "published", sqlite_where=SCHEDULED, postgresql_where=SCHEDULED),
     sa.Index("ix_articles_expiring", "expires", sqlite_where=EXPIRING, postgresql_where=EXPIRING),
     sa.Index("ix_articles_expired", "expires", sqlite_where=EXPIRED, postgresql_where=EXPIRED),
+    # The articles that share a URL, which a sitemap lists once (sitemaps.py). A hash index on PostgreSQL: a
+    # URL may be longer than a B-tree entry may be there.
+    sa.Index("ix_articles_url", "url", postgresql_using="hash"),
 )
 
 article_categories = sa.Table(
@@ -322,4 +325,41 @@ websub_days = sa.Table(
     sa.Column("feed", sa.String(1000), primary_key=True),
     sa.Column("delivered", sa.BigInteger, nullable=False),
     sa.Column("failed", sa.BigInteger, nullable=False),
+)
+
+
+# == pushes to search engines (outbox.py) ============================================
+# What each search engine is still to be told, one row per engine and article URL: ``action``
+# is what became of the URL (``new``, ``update``, ``delete``), merged when it changes again
+# before it is sent; ``version`` moves with every merge, so a sender that took a row removes it
+# only if nothing was merged in meanwhile. Written in the transaction that made the article
+# public or took it out, so nothing is pushed before its time and a SIGKILL loses nothing.
+# ``push_engines`` keeps each engine's pause (Baidu's daily quota) and what the newsroom sees.
+
+push_queue = sa.Table(
+    "push_queue",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),  # a hash of engine and URL: a URL may be 2,048 characters
+    sa.Column("engine", sa.String(32), nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("queued", UTCDateTime, nullable=False),
+    sa.Column("due", UTCDateTime, nullable=False),  # no attempt before: the backoff after a failure, or a pause
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("failing_since", UTCDateTime, nullable=True),
+    sa.Column("claimed_until", UTCDateTime, nullable=True),
+    sa.Index("ix_push_queue_engine_due", "engine", "due"),
+)
+
+push_engines = sa.Table(
+    "push_engines",
+    metadata,
+    sa.Column("engine", sa.String(32), primary_key=True),
+    sa.Column("sent", sa.BigInteger, nullable=False, server_default="0"),  # URLs taken, ever
+    sa.Column("failed", sa.BigInteger, nullable=False, server_default="0"),  # URLs given up, ever
+    sa.Column("last_sent", UTCDateTime, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("last_error_at", UTCDateTime, nullable=True),
+    sa.Column("remain", sa.BigInteger, nullable=True),  # what the engine said is left of its quota (Baidu)
 )

@@ -16,7 +16,8 @@ bytes at the version owed, with its Content-Type, ``Link: <hub>; rel="hub", <top
 rel="self"`` and, with a secret, ``X-Hub-Signature: sha256=<HMAC of the body>``. A 2xx is
 done, a 410 ends the subscription, anything else is tried again after 2, 4, 8… seconds (an
 hour at most) until ``websub.retry_seconds`` have passed since the first failure; then the
-content is given up and logged. Bytes a subscriber already has are not sent again.
+content is given up and logged (``outbound.backoff``, the policy of every push; a subscriber's
+Retry-After is honoured when longer). Bytes a subscriber already has are not sent again.
 """
 from __future__ import annotations
 
@@ -37,13 +38,12 @@ from feeds.errors import StoreUnavailable
 from feeds.model import Intent, Owed, Sent
 from feeds.serving import RenderedFeeds, scope_of
 from feeds.store import Store
-from feeds.websub.outbound import Refused, networks, request
+from feeds.websub.outbound import Refused, backoff, networks, request, retry_after
 from feeds.writers import FORMATS
 
 log = logging.getLogger("feeds.websub")
 
 _EXPIRE_EVERY = 60.0  # seconds between sweeps of expired subscriptions
-_LONGEST_PAUSE = 3600  # seconds: the longest wait before a failed delivery is tried again
 
 
 class Distributor:
@@ -149,10 +149,11 @@ class Distributor:
         if owed.secret:
             signature = hmac.new(owed.secret.encode(), rendered.body, "sha256").hexdigest()
             headers["X-Hub-Signature"] = f"sha256={signature}"
+        wait = None
         try:
             answer = request("POST", owed.callback, self.allowed, self.settings.websub.timeout, body=rendered.body,
                              headers=headers, read=1024)
-            problem = f"HTTP {answer.status}"
+            problem, wait = f"HTTP {answer.status}", retry_after(answer)
             if 200 <= answer.status < 300:
                 return Sent(owed, "delivered", rendered.etag)
             if answer.status == 410:
@@ -165,8 +166,7 @@ class Distributor:
             log.warning("websub: gave up sending %s to %s after %d attempts since %s: %s", owed.topic, owed.callback,
                         owed.attempts + 1, owed.failing_since.isoformat(), problem)
             return Sent(owed, "given_up")
-        pause = min(2 ** (owed.attempts + 1), _LONGEST_PAUSE)
-        return Sent(owed, "failed", retry_at=now + timedelta(seconds=pause))
+        return Sent(owed, "failed", retry_at=now + timedelta(seconds=backoff(owed.attempts, wait)))
 
 
 def _now() -> datetime:

@@ -1,4 +1,5 @@
-"""Requests to URLs that strangers gave the hub: callbacks are untrusted (SSRF).
+"""Requests to other servers, and when to try one again: the hub's callbacks, which strangers gave it
+and which are untrusted (SSRF), and the search engines' endpoints (``feeds.reach``), which are trusted.
 
 A callback may name any host, and a host may resolve to anything, now or a second later
 (DNS rebinding). So the address is checked where it is used: the host is resolved once,
@@ -15,7 +16,9 @@ import ipaddress
 import socket
 import ssl
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -26,10 +29,32 @@ class Refused(Exception):
     """The URL may not be called: its scheme, or every address its host has."""
 
 
+LONGEST_PAUSE = 3600  # seconds: the longest wait before a failed request is tried again
+
+
 @dataclass(frozen=True)
 class Answer:
     status: int
     body: bytes  # at most the bytes asked for
+    headers: dict[str, str] = field(default_factory=dict)  # names in lower case
+
+
+def backoff(attempts: int, retry_after: float | None = None) -> float:
+    """Seconds before the next try of something that failed ``attempts`` times before this one: 2, 4, 8…,
+    an hour at most, or what the server's Retry-After asks when that is longer. Every push uses it, the hub's
+    deliveries and the search engines' alike."""
+    return max(retry_after or 0.0, float(min(2 ** (attempts + 1), LONGEST_PAUSE)))
+
+
+def retry_after(answer: Answer) -> float | None:
+    """The seconds an answer's Retry-After asks for (a number, or an HTTP date), if it has one."""
+    value = answer.headers.get("retry-after", "").strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds()) if value else None
+    except (TypeError, ValueError):
+        return None
 
 
 def networks(allowed: Iterable[str]) -> tuple[Network, ...]:
@@ -81,7 +106,8 @@ def request(method: str, url: str, allowed: Sequence[Network], timeout: float, b
     try:
         connection.request(method, target, body=body, headers={"User-Agent": USER_AGENT, **(headers or {})})
         response = connection.getresponse()
-        return Answer(response.status, response.read(read) if read else b"")
+        return Answer(response.status, response.read(read) if read else b"",
+                      {name.lower(): value for name, value in response.getheaders()})
     except http.client.HTTPException as exc:
         raise OSError(f"bad HTTP answer: {exc!r}") from exc
     finally:
