@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from collections import defaultdict
@@ -25,7 +24,7 @@ from typing import Protocol
 from urllib.parse import urlencode, urlsplit
 
 from feeds.config import Settings
-from feeds.errors import StoreUnavailable
+from feeds.background import PerProcess, one_round
 from feeds.metrics import PUSHES
 from feeds.store import Store
 from feeds.store.outbox import Pushed, Queued
@@ -163,17 +162,12 @@ class Pusher:
         self.engines += [Baidu(settings, policy, store)] * bool(settings.baidu.token)
         self.hold = timedelta(seconds=4 * settings.push.timeout + 5)
         self._wake = wake
-        self._running_in: int | None = None
-        self._lock = threading.Lock()
+        self._thread = PerProcess("feeds-push", self._run)
 
     def start(self) -> None:
-        """Run in this process from now on; a no-op once running, or with no engine configured."""
-        if not self.engines or self._running_in == os.getpid():
-            return
-        with self._lock:
-            if self._running_in != os.getpid():
-                self._running_in = os.getpid()
-                threading.Thread(target=self._run, name="feeds-push", daemon=True).start()
+        """Run in this process from now on (``background.PerProcess``), when an engine is configured."""
+        if self.engines:
+            self._thread.start()
 
     def work_once(self, now: datetime | None = None) -> bool:
         """Send one batch to each engine that has URLs due; whether any had."""
@@ -195,15 +189,11 @@ class Pusher:
             if self._wake.wait(timeout=1.0):
                 time.sleep(GATHER)
             self._wake.clear()
-            try:
-                while self.work_once():
-                    pass
-            except StoreUnavailable as exc:
-                log.warning("push: the database is unavailable; trying again shortly: %s", exc)
-                time.sleep(1)
-            except Exception:
-                log.exception("push: a round of pushes failed")
-                time.sleep(1)
+            one_round(log, "push", self._work_all)
+
+    def _work_all(self) -> None:
+        while self.work_once():
+            pass
 
 
 def _post(settings: Settings, url: str, body: bytes, content_type: str) -> Answer | Exception:

@@ -13,13 +13,11 @@ while no process was running.
 from __future__ import annotations
 
 import logging
-import os
-import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-from feeds.errors import StoreUnavailable
+from feeds.background import PerProcess, one_round
 from feeds.store import Store
 
 log = logging.getLogger("feeds.schedule")
@@ -38,17 +36,11 @@ class Schedule:
     def __init__(self, store: Store, clock: Callable[[], datetime] = utc_now):
         self.store = store
         self.clock = clock
-        self._running_in: int | None = None
-        self._lock = threading.Lock()
+        self._thread = PerProcess("feeds-schedule", self._run)
 
     def start(self) -> None:
-        """Run in this process from now on; a no-op once running (a server may fork after the app is made)."""
-        if self._running_in == os.getpid():
-            return
-        with self._lock:
-            if self._running_in != os.getpid():
-                self._running_in = os.getpid()
-                threading.Thread(target=self._run, name="feeds-schedule", daemon=True).start()
+        """Run in this process from now on (``background.PerProcess``)."""
+        self._thread.start()
 
     def release(self) -> int:
         """Move every article that has fallen due by now; how many moved."""
@@ -69,17 +61,7 @@ class Schedule:
         return min(LOOK_EVERY, remaining) if remaining > 0 else _SHORTEST_WAIT
 
     def _run(self) -> None:
-        try:
-            self.release()  # what fell due while no process ran, and articles stored dated later than now
-        except Exception:
-            log.exception("schedule: the first release failed; trying again shortly")
+        one_round(log, "schedule", self.release)  # what fell due while no process ran, and articles dated later than now
         while not self.store.closed:
-            try:
-                wait = self.step()
-            except StoreUnavailable as exc:
-                log.warning("schedule: the database is unavailable; trying again shortly: %s", exc)
-                wait = LOOK_EVERY
-            except Exception:
-                log.exception("schedule: a release failed; trying again shortly")
-                wait = LOOK_EVERY
-            time.sleep(wait)
+            wait = one_round(log, "schedule", self.step)
+            time.sleep(LOOK_EVERY if wait is None else wait)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import os
 import secrets
 import threading
 import time
@@ -33,8 +32,8 @@ from datetime import datetime, timedelta, timezone
 from urllib.parse import urlencode
 
 from feeds.addresses import hub_address, parse_topic
+from feeds.background import PerProcess, one_round
 from feeds.config import Settings
-from feeds.errors import StoreUnavailable
 from feeds.model import Intent, Owed, Sent
 from feeds.serving import RenderedFeeds, scope_of
 from feeds.store import Store
@@ -59,17 +58,12 @@ class Distributor:
         # to others when it runs out.
         self.hold = timedelta(seconds=2 * 4 * settings.websub.timeout + 5)
         self._wake = wake
-        self._running_in: int | None = None
-        self._lock = threading.Lock()
+        self._thread = PerProcess("websub-hub", self._run)
 
     def start(self) -> None:
-        """Run in this process from now on; a no-op once running (a server may fork after the app is made)."""
-        if not self.settings.websub.hub or self._running_in == os.getpid():
-            return
-        with self._lock:
-            if self._running_in != os.getpid():
-                self._running_in = os.getpid()
-                threading.Thread(target=self._run, name="websub-hub", daemon=True).start()
+        """Run in this process from now on (``background.PerProcess``), unless the hub is off."""
+        if self.settings.websub.hub:
+            self._thread.start()
 
     def wake(self) -> None:
         self._wake.set()
@@ -82,19 +76,15 @@ class Distributor:
             self._wake.clear()
             if self.store.closed:  # the app was closed: this thread has nothing left to serve
                 break
-            try:
-                if time.monotonic() - swept > _EXPIRE_EVERY:
-                    swept = time.monotonic()
-                    self.store.subscriptions.expire(_now())
-                while self.work_once(pool.map):
-                    pass
-            except StoreUnavailable as exc:
-                log.warning("websub: the database is unavailable; trying again shortly: %s", exc)
-                time.sleep(1)
-            except Exception:
-                log.exception("websub: a round of verifications and deliveries failed")
-                time.sleep(1)
+            if time.monotonic() - swept > _EXPIRE_EVERY:
+                swept = time.monotonic()
+                one_round(log, "websub", lambda: self.store.subscriptions.expire(_now()))
+            one_round(log, "websub", lambda: self._work_all(pool.map))
         pool.shutdown(wait=False)
+
+    def _work_all(self, each: Callable) -> None:  # type: ignore[type-arg]
+        while self.work_once(each):
+            pass
 
     def work_once(self, each: Callable = map) -> bool:  # type: ignore[type-arg]
         """Claim and do one batch of verifications and one of deliveries; whether there was any."""
