@@ -240,6 +240,8 @@ class Catalog:
             items=self._items(articles, prefixes),
             hubs=() if history.archived else self.hubs,  # nothing to announce: archives hold still
             history=history,
+            icon=self.settings.site.icon or None,
+            logo=self.settings.site.logo or None,
         )
         return feed if variant is None else _in_variant(feed, variant)
 
@@ -289,6 +291,8 @@ def _in_variant(feed: Feed, variant: str) -> Feed:
             it, title=text(it.title), summary=text(it.summary), content_html=html_in_variant(it.content_html, variant),
             author=text(it.author) if it.author else None, categories=tuple(map(text, it.categories)),
             source=replace(it.source, name=text(it.source.name)) if it.source else None,
+            image=replace(it.image, caption=text(it.image.caption) if it.image.caption else None,
+                          credit=text(it.image.credit) if it.image.credit else None) if it.image else None,
             labels=tuple(replace(label, name=text(label.name)) for label in it.labels),
         )
 

@@ -32,6 +32,8 @@ class SiteSettings:
     timezone: str = "Asia/Shanghai"
     language: str = "zh-CN"
     guid_prefix: str = "tag:news.example.cn,2024:article:"
+    icon: str = ""  # a square icon's URL (at least 144 px): RSS <image>, Atom <icon>, JSON Feed icon, the pages' icon
+    logo: str = ""  # a wide logo's URL (twice as wide as tall): Atom <logo>, Feedly's webfeeds:logo
 
 
 @dataclass(frozen=True)
@@ -317,10 +319,11 @@ def _check(settings: Settings) -> None:
         raise ConfigError(f"site.timezone: unknown timezone {settings.site.timezone!r}") from exc
     if "://" not in settings.database.url:
         raise ConfigError(f"database.url: expected a SQLAlchemy URL, got {settings.database.url!r}")
+    optional = ("baidu.site", "site.icon", "site.logo")
     for key, url in (("indexnow.endpoint", settings.indexnow.endpoint), ("baidu.endpoint", settings.baidu.endpoint),
-                     ("baidu.site", settings.baidu.site)):
+                     ("baidu.site", settings.baidu.site), ("site.icon", settings.site.icon), ("site.logo", settings.site.logo)):
         parts = urlsplit(url)
-        if (url or key != "baidu.site") and (parts.scheme not in ("http", "https") or not parts.netloc):
+        if (url or key not in optional) and (parts.scheme not in ("http", "https") or not parts.netloc):
             raise ConfigError(f"{key}: expected an http(s) URL, got {url!r}")
     if settings.indexnow.key and not re.fullmatch(r"[A-Za-z0-9-]{8,128}", settings.indexnow.key):
         raise ConfigError("indexnow.key: expected 8 to 128 characters of a-z, A-Z, 0-9 and '-'")

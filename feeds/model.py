@@ -65,6 +65,17 @@ class Label:
 
 
 @dataclass(frozen=True)
+class Image:
+    """An article's lead image: its URL, and what is known of it (size in pixels, caption, credit)."""
+
+    url: str
+    width: int | None = None
+    height: int | None = None
+    caption: str | None = None
+    credit: str | None = None
+
+
+@dataclass(frozen=True)
 class Article:
     """One news article. ``id`` is the publisher's own stable id; times are aware."""
 
@@ -78,7 +89,7 @@ class Article:
     author: str | None = None
     source: Source | None = None
     tags: tuple[str, ...] = ()
-    image: str | None = None
+    image: Image | None = None
     updated: datetime | None = None
     expires: datetime | None = None  # from then on in no public output
 
@@ -212,7 +223,7 @@ class Item:
     source: Source | None
     source_feed: str | None  # this service's feed of the source, without extension
     categories: tuple[str, ...]
-    image: str | None
+    image: Image | None
     labels: tuple[Label, ...] = ()  # its author's and tags' feeds, for pages
 
 
@@ -253,6 +264,8 @@ class Feed:
     items: tuple[Item, ...]
     hubs: tuple[str, ...] = ()
     history: History = History()
+    icon: str | None = None  # the site's square icon
+    logo: str | None = None  # and its wide logo
     query: str = ""  # what its URL asks beyond the path, e.g. "?variant=zh-TW"
 
     def url(self, extension: str) -> str:

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from feeds.config import ApiSettings, Settings
 from feeds.dates import DateError, parse_date
 from feeds.errors import FieldError, InvalidInput
-from feeds.model import Article, ReadEvent, Source
+from feeds.model import Article, Image, ReadEvent, Source
 from feeds.text import html_lines, plain, sanitize_html, strip_forbidden, summarize
 
 MAX_ID_CHARS = 200
@@ -26,6 +26,7 @@ MAX_URL_CHARS = 2048
 MAX_CATEGORY_NAME_CHARS = 100
 MAX_CATEGORY_DEPTH = 8
 MAX_READS_PER_EVENT = 1_000_000
+MAX_PIXELS = 100_000
 _ROOT_CRUMBS = {"主页", "首页", "Home", "home"}
 _NOT_IN_URLS = re.compile(r"[\s\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
@@ -292,15 +293,39 @@ class Count(Kind):
 
 
 @dataclass(frozen=True)
-class NameOrObject(Kind):
-    """A name (a string), or an object of ``shape`` whose errors are named ``<field>.<its field>``."""
+class Pixels(Kind):
+    """An optional size in pixels: a whole number from 1 to ``MAX_PIXELS``."""
 
+    def read(self, reader: _Reader, field: Field, settings: Settings) -> int | None:
+        name, value = field.name, reader.raw.get(field.name)
+        if value is None:
+            return None
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            reader.fail(name, f"{name}: expected a whole number of pixels, got {json_type(value)}")
+        elif not 1 <= value <= MAX_PIXELS:
+            reader.fail(name, f"{name}: expected 1 to {MAX_PIXELS} pixels, got {value}")
+        else:
+            return value
+        return None
+
+    def schema(self, field: Field, api: ApiSettings) -> dict[str, Any]:
+        return {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_PIXELS}
+
+
+@dataclass(frozen=True)
+class OrObject(Kind):
+    """A value of the ``single`` kind (a name, a URL), or an object of ``shape`` whose errors are named
+    ``<field>.<its field>``."""
+
+    single: Kind
     shape: Shape
 
     def read(self, reader: _Reader, field: Field, settings: Settings) -> str | dict[str, Any] | None:
         value = reader.raw.get(field.name)
         if not isinstance(value, dict):
-            return reader.text(field.name, limit=field.limit(settings.api))
+            return self.single.read(reader, field, settings)
         try:
             return self.shape.read(value, settings)
         except InvalidInput as exc:
@@ -309,7 +334,10 @@ class NameOrObject(Kind):
             return None
 
     def schema(self, field: Field, api: ApiSettings) -> dict[str, Any]:
-        return {"oneOf": [{"type": ["string", "null"], "maxLength": field.limit(api)}, self.shape.json_schema(api)]}
+        single = self.single.schema(field, api)
+        if isinstance(field.example, str):  # the field's example is of the single form
+            single["examples"] = [field.example]
+        return {"oneOf": [single, self.shape.json_schema(api)]}
 
 
 def _title_chars(api: ApiSettings) -> int:
@@ -326,6 +354,14 @@ SOURCE = Shape("Source", (
     Field("url", Url(), "Its home page: an absolute http(s) URL; empty or null for none.", example="https://www.ce.cn/"),
 ))
 
+IMAGE = Shape("Image", (
+    Field("url", Url(), "The image: an absolute http(s) URL.", example="https://news.example.cn/images/0001.jpg", required=True),
+    Field("width", Pixels(), "Its width in pixels.", example=1200),
+    Field("height", Pixels(), "Its height in pixels.", example=675),
+    Field("caption", Text(), "What it shows (图片说明).", example="联席会议现场", max_length=_title_chars),
+    Field("credit", Text(), "Who made it, or holds its rights (摄影).", example="工人日报记者 朱欣", max_length=_title_chars),
+))
+
 ARTICLE = Shape("Article", (
     _ID,
     Field("url", Url(), "The article's page: an absolute http(s) URL.",
@@ -337,7 +373,7 @@ ARTICLE = Shape("Article", (
     Field("content", Text(), "The body as HTML; sanitised when stored.", example="<p>中工网北京4月2日电……</p>",
           max_length=lambda api: api.max_content_chars),
     Field("author", Text(), "The author's name.", example="朱欣", max_length=_title_chars),
-    Field("source", NameOrObject(SOURCE), "Where the article comes from (来源): a name, or {name, url}.", example="互联网",
+    Field("source", OrObject(Text(), SOURCE), "Where the article comes from (来源): a name, or {name, url}.", example="互联网",
           max_length=_title_chars),
     Field("source_url", Url(), "The source's home page, when `source` is a name: an absolute http(s) URL; empty or null "
           "for none.", example="https://www.ce.cn/"),
@@ -345,8 +381,8 @@ ARTICLE = Shape("Article", (
           f'The category path, as "热点/国内", a breadcrumb "主页 > 热点 > 国内" or ["热点", "国内"]: at most '
           f"{MAX_CATEGORY_DEPTH} levels of at most {MAX_CATEGORY_NAME_CHARS} characters each.", example="热点/国内"),
     Field("tags", Names(",，、"), "Tags, as a list or one string split at commas and 、.", example=["工会", "纺织"]),
-    Field("image", Url(), "The lead image: an absolute http(s) URL; empty or null for none.",
-          example="https://news.example.cn/images/0001.jpg"),
+    Field("image", OrObject(Url(), IMAGE), "The lead image: an absolute http(s) URL, or {url, width, height, caption, "
+          "credit}; empty or null for none.", example="https://news.example.cn/images/0001.jpg"),
     Field("published", Date(), "When it is public: a time later than now schedules it, and it is in no public output "
           "before then. " + _DATE_FORMS, example="2024-04-04 16:49:39", required=True),
     Field("updated", Date(), "When it last changed (kept only when later than published; a time later than now is "
@@ -385,7 +421,7 @@ def article_from_dict(raw: Any, settings: Settings) -> Article:
         source=_source(values["source"], values["source_url"]),
         category=values["category"],
         tags=values["tags"],
-        image=values["image"],
+        image=_image(values["image"]),
         published=published,
         updated=updated if updated and updated > published else None,
         expires=expires,
@@ -396,6 +432,13 @@ def event_from_dict(raw: Any, settings: Settings, now: datetime) -> ReadEvent:
     """Validate one read event ``{"id", "count"=1, "at"=now}``."""
     values = READ_EVENT.read(raw, settings)
     return ReadEvent(article_id=values["id"], at=values["at"] or now, count=values["count"])
+
+
+def _image(given: str | dict[str, Any] | None) -> Image | None:
+    if isinstance(given, dict):
+        return Image(given["url"], given["width"], given["height"], plain(given["caption"] or "") or None,
+                     plain(given["credit"] or "") or None)
+    return Image(given) if given else None
 
 
 def _source(given: str | dict[str, Any] | None, source_url: str | None) -> Source | None:

@@ -16,7 +16,12 @@ feedgen has pitfalls, all handled here and nowhere else (each has a test):
   ``<source>`` wants an id and update time we do not have: Atom gets a "via" link;
 - feedgen drops ``rel="hub"`` links from RSS: they are added to the channel here;
 - feedgen refuses link relations it does not know, such as RFC 5005's ``prev-archive``:
-  the archive links and ``fh:archive`` are added to the tree here (``_history``).
+  the archive links and ``fh:archive`` are added to the tree here (``_history``);
+- its ``image`` (RSS) also sets the Atom logo, and ``logo`` (Atom) also sets the RSS image
+  (without the title and link RSS requires): each format's generator calls only its own;
+- it writes no Media RSS caption or credit: ``media:content`` and ``media:thumbnail``, which
+  news aggregators read images from, are added to the tree here (``_media``), with Feedly's
+  ``webfeeds:`` icon and logo.
 """
 from __future__ import annotations
 
@@ -40,6 +45,8 @@ feedgen.feed.formatRFC2822 = rfc822
 GENERATOR = "feeds"
 ATOM = "http://www.w3.org/2005/Atom"
 FH = "http://purl.org/syndication/history/1.0"  # RFC 5005 feed history
+MEDIA = "http://search.yahoo.com/mrss/"  # Media RSS, in RSS and Atom alike
+WEBFEEDS = "http://webfeeds.org/rss/1.0"  # Feedly's feed identity
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,13 @@ def _generator(feed: Feed, extension: str) -> FeedGenerator:
     for hub in feed.hubs:
         fg.link(href=hub, rel="hub")
     fg.link(href=feed.link, rel="alternate", type="text/html")
+    if extension == "rss" and (feed.icon or feed.logo):
+        fg.image(url=feed.icon or feed.logo, title=feed.title, link=feed.link)  # at most 144 px wide: the square icon first
+    if extension == "atom":
+        if feed.logo:
+            fg.logo(feed.logo)
+        if feed.icon:
+            fg.icon(feed.icon)
     for item in feed.items:
         _entry(fg.add_entry(order="append"), item)
     return fg
@@ -87,7 +101,7 @@ def _entry(entry: feedgen.entry.FeedEntry, item: Item) -> None:
     for category in item.categories:
         entry.category(term=category)
     if item.image:
-        entry.enclosure(item.image, "0", _image_type(item.image))
+        entry.enclosure(item.image.url, "0", _image_type(item.image.url))
 
 
 def render_rss(feed: Feed) -> bytes:
@@ -102,8 +116,10 @@ def render_rss(feed: Feed) -> bytes:
     root, _ = fg._create_rss(extensions=True)
     channel = root.find("channel")
     hubs = [etree.Element(f"{{{ATOM}}}link", rel="hub", href=hub) for hub in feed.hubs]
-    _before_entries(channel, hubs + _history(feed, "rss", link=f"{{{ATOM}}}link"), entry="item")
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+    _before_entries(channel, hubs + _history(feed, "rss", link=f"{{{ATOM}}}link") + _webfeeds(feed), entry="item")
+    for element, item in zip(channel.iterfind("item"), feed.items):
+        _media(element, item)
+    return _bytes(root, feed)
 
 
 def render_atom(feed: Feed) -> bytes:
@@ -119,13 +135,14 @@ def render_atom(feed: Feed) -> bytes:
             element.remove(link)
         etree.SubElement(element, "link", rel="alternate", type="text/html", href=item.link)
         if item.image:
-            etree.SubElement(element, "link", rel="enclosure", type=_image_type(item.image), href=item.image)
+            etree.SubElement(element, "link", rel="enclosure", type=_image_type(item.image.url), href=item.image.url)
         # The 来源 line: "via" names where the information came from (RFC 4287 §4.2.7.2);
         # atom:source would want the id and update time of a feed we do not have.
         if item.source and (item.source.url or item.source_feed):
             etree.SubElement(element, "link", rel="via", href=item.source.url or f"{item.source_feed}.atom", title=item.source.name)
-    _before_entries(root, _history(feed, "atom", link="link"), entry="entry")
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+        _media(element, item)
+    _before_entries(root, _history(feed, "atom", link="link") + _webfeeds(feed), entry="entry")
+    return _bytes(root, feed)
 
 
 def _history(feed: Feed, extension: str, link: str) -> list[etree._Element]:
@@ -137,6 +154,41 @@ def _history(feed: Feed, extension: str, link: str) -> list[etree._Element]:
         if address:
             elements.append(etree.Element(link, rel=rel, type=FORMATS[extension].mimetype, href=f"{address}.{extension}"))
     return elements
+
+
+def _media(element: etree._Element, item: Item) -> None:
+    """The item's image as Media RSS: ``media:content`` (with its size, caption and credit when known) and
+    ``media:thumbnail``, where MSN, Flipboard and SmartNews look for it."""
+    image = item.image
+    if image is None:
+        return
+    size = {name: str(value) for name, value in (("width", image.width), ("height", image.height)) if value}
+    content = etree.SubElement(element, f"{{{MEDIA}}}content", url=image.url, medium="image", type=_image_type(image.url), **size)
+    if image.caption:
+        etree.SubElement(content, f"{{{MEDIA}}}description", type="plain").text = image.caption
+    if image.credit:
+        etree.SubElement(content, f"{{{MEDIA}}}credit").text = image.credit
+    etree.SubElement(element, f"{{{MEDIA}}}thumbnail", url=image.url, **size)
+
+
+def _webfeeds(feed: Feed) -> list[etree._Element]:
+    """Feedly's ``webfeeds:icon`` and ``webfeeds:logo``."""
+    found = []
+    for name, url in (("icon", feed.icon), ("logo", feed.logo)):
+        if url:
+            element = etree.Element(f"{{{WEBFEEDS}}}{name}")
+            element.text = url
+            found.append(element)
+    return found
+
+
+def _bytes(root: etree._Element, feed: Feed) -> bytes:
+    """The document, each namespace it uses declared once on its root (lxml would declare one on each element that
+    uses it): Media RSS when an item has an image, webfeeds when the site has an icon or a logo."""
+    used = {"media": MEDIA} if any(item.image for item in feed.items) else {}
+    used |= {"webfeeds": WEBFEEDS} if feed.icon or feed.logo else {}
+    etree.cleanup_namespaces(root, top_nsmap=used)
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
 
 def _before_entries(parent: etree._Element, elements: list[etree._Element], entry: str) -> None:
@@ -156,6 +208,7 @@ def render_json(feed: Feed) -> bytes:
         "description": feed.description,
         "language": feed.language,
         "authors": [{"name": feed.publisher}],
+        **({"icon": feed.icon, "favicon": feed.icon} if feed.icon else {}),
         **({"hubs": [{"type": "WebSub", "url": hub} for hub in feed.hubs]} if feed.hubs else {}),
         # JSON Feed's paging: the next older archive page, which is where a poller that was away goes on
         **({"next_url": f"{feed.history.prev_archive}.json"} if feed.history.prev_archive else {}),
@@ -173,7 +226,7 @@ def _json_item(item: Item) -> dict[str, object]:
     if item.summary:
         entry["summary"] = item.summary
     if item.image:
-        entry["image"] = item.image
+        entry["image"] = item.image.url
     entry["date_published"] = rfc3339(item.published)
     entry["date_modified"] = rfc3339(item.updated)
     if item.author:

@@ -13,8 +13,8 @@ import feedparser
 import pytest
 from lxml import etree
 
-from feeds.model import Feed, Item, Source
-from feeds.writers import FORMATS, render
+from feeds.model import Feed, Image, Item, Source
+from feeds.writers import ATOM, FORMATS, MEDIA, WEBFEEDS, render
 
 BEIJING = ZoneInfo("Asia/Shanghai")
 UPDATED = datetime(2024, 4, 4, 16, 49, 39, tzinfo=BEIJING)
@@ -26,7 +26,7 @@ def item(number: int, **changes) -> Item:
         summary=f"摘要{number} <不是标签> & 符号", content_html=f"<p>正文{number}</p>",
         published=UPDATED - timedelta(hours=number), updated=UPDATED - timedelta(hours=number), author="朱欣",
         source=Source("新华社", "xinhuashe"), source_feed="http://feeds.test/feeds/source/xinhuashe", categories=("热点/国内",),
-        image=f"https://news.example.cn/{number}.png",
+        image=Image(f"https://news.example.cn/{number}.png"),
     )
     return Item(**{**fields, **changes})
 
@@ -100,3 +100,37 @@ def test_an_item_without_content_or_image():
         assert parsed.bozo == 0 and parsed.entries[0].title == "第0条"
     json_item = json.loads(render(bare, "json"))["items"][0]
     assert json_item["content_text"] == json_item["summary"] and "content_html" not in json_item and "image" not in json_item
+
+
+CAPTIONED = Image("https://news.example.cn/lead.jpg", 1200, 675, "联席会议现场", "工人日报记者 朱欣")
+
+
+@pytest.mark.parametrize("extension", ["rss", "atom"])
+def test_images_are_media_rss_with_their_size_caption_and_credit(extension):
+    feed = Feed(**{**FEED.__dict__, "items": (item(0, image=CAPTIONED), item(1))})
+    root = etree.fromstring(render(feed, extension))
+    assert root.nsmap["media"] == MEDIA  # declared once, on the root
+    entries = root.findall("channel/item") if extension == "rss" else root.findall(f"{{{ATOM}}}entry")
+    (content,) = entries[0].findall(f"{{{MEDIA}}}content")
+    assert dict(content.attrib) == {"url": CAPTIONED.url, "medium": "image", "type": "image/jpeg", "width": "1200", "height": "675"}
+    assert content.findtext(f"{{{MEDIA}}}description") == "联席会议现场" and content.findtext(f"{{{MEDIA}}}credit") == "工人日报记者 朱欣"
+    (thumbnail,) = entries[0].findall(f"{{{MEDIA}}}thumbnail")
+    assert thumbnail.get("url") == CAPTIONED.url and thumbnail.get("width") == "1200"
+    bare = entries[1].find(f"{{{MEDIA}}}content")  # nothing known but the URL: no size, no caption
+    assert dict(bare.attrib) == {"url": "https://news.example.cn/1.png", "medium": "image", "type": "image/png"} and len(bare) == 0
+    parsed = feedparser.parse(render(feed, extension)).entries[0]
+    assert parsed.media_content[0]["url"] == CAPTIONED.url and parsed.media_content[0]["width"] == "1200"
+    assert parsed.media_thumbnail[0]["url"] == CAPTIONED.url
+    assert parsed.enclosures[0]["href"] == CAPTIONED.url  # the enclosure stays
+
+
+def test_the_site_icon_and_logo_identify_every_format():
+    feed = Feed(**{**FEED.__dict__, "icon": "https://news.example.cn/icon.png", "logo": "https://news.example.cn/logo.svg"})
+    rss = etree.fromstring(render(feed, "rss")).find("channel")
+    assert rss.findtext("image/url") == feed.icon and rss.findtext("image/title") == feed.title and rss.findtext("image/link") == feed.link
+    assert rss.findtext(f"{{{WEBFEEDS}}}icon") == feed.icon and rss.findtext(f"{{{WEBFEEDS}}}logo") == feed.logo
+    atom = etree.fromstring(render(feed, "atom"))
+    assert atom.findtext(f"{{{ATOM}}}icon") == feed.icon and atom.findtext(f"{{{ATOM}}}logo") == feed.logo
+    document = json.loads(render(feed, "json"))
+    assert document["icon"] == document["favicon"] == feed.icon
+    assert "<image>" not in render(FEED, "rss").decode() and "icon" not in json.loads(render(FEED, "json"))

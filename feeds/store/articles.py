@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection
 
 from feeds.model import Article, Category, Label, Source, status_at
 from feeds.store.database import Database, chunks, free_slug, storable
-from feeds.store.rows import article_select, pks, to_article
+from feeds.store.rows import article_select, image_columns, pks, to_article
 from feeds.store.outbox import Outbox
 from feeds.store.search import Indexed, Search
 from feeds.store.labels import Labels, Named, label_scope, labels_of, stored_labels
@@ -33,7 +33,8 @@ from feeds.store.versions import FeedVersions, Membership, category_scope, shown
 from feeds.text import slugify
 
 Outcome = Literal["created", "updated", "unchanged"]
-_COMPARED = ("url", "title", "summary", "content", "author", "source_id", "category_id", "tags", "image", "published", "expires")
+_COMPARED = ("url", "title", "summary", "content", "author", "source_id", "category_id", "tags", "image", "image_width",
+             "image_height", "image_caption", "image_credit", "published", "expires")
 _RELEASE_BATCH = 500  # articles moved per release transaction
 _CATEGORY_SHOWN = shown(sa.literal("category:") + categories.c.slug_path)
 _SOURCE_SHOWN = shown(sa.literal("source:") + sources.c.slug)
@@ -288,7 +289,7 @@ class Articles:
                 "source_id": source_ids[article.source.name] if article.source else None,
                 "category_id": category_ids[article.category] if article.category else None,
                 "tags": json.dumps(list(article.tags), ensure_ascii=False),
-                "image": article.image,
+                **image_columns(article.image),
                 "published": article.published,
                 "updated": latest if late else article.updated,
                 "expires": article.expires,

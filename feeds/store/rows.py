@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from feeds.model import Article, Source
+from feeds.model import Article, Image, Source
 from feeds.store.database import chunks
 from feeds.store.schema import articles, categories, sources
 
@@ -43,11 +43,18 @@ def to_article(row: Any) -> Article:
         source=Source(row.source_name, row.source_slug, row.source_url) if row.source_name else None,
         category=tuple(row.category_path.split("/")) if row.category_path else (),
         tags=tuple(json.loads(row.tags)),
-        image=row.image,
+        image=Image(row.image, row.image_width, row.image_height, row.image_caption, row.image_credit) if row.image else None,
         published=row.published,
         updated=row.updated,
         expires=row.expires,
     )
+
+
+def image_columns(image: Image | None) -> dict[str, Any]:
+    """An image as the articles table keeps it: its URL, and what is known of it, beside it."""
+    return {"image": image.url if image else None, "image_width": image.width if image else None,
+            "image_height": image.height if image else None, "image_caption": image.caption if image else None,
+            "image_credit": image.credit if image else None}
 
 
 def pks(conn: Connection, ids: set[str], *where: Any) -> dict[str, int]:
