@@ -10,7 +10,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from feeds import api, embed, pages, sitemaps, stats, web
+from feeds import api, embed, pages, partners, sitemaps, stats, web
 from feeds.config import Settings, load_settings
 from feeds.errors import StoreUnavailable
 from feeds.metrics import QUERY_SECONDS, configure_logging, register_request_log
@@ -41,6 +41,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, background: b
     app.register_blueprint(api.bp)
     app.register_blueprint(stats.bp)
     app.register_blueprint(sitemaps.bp)
+    app.register_blueprint(partners.bp)
     app.jinja_env.globals["feed_url"] = web.feed_url
     services = app.extensions["feeds"]
     app.add_url_rule("/metrics", "metrics", metrics_endpoint(services.store, settings.metrics.allow))

@@ -165,6 +165,20 @@ class PushSettings:
 
 
 @dataclass(frozen=True)
+class PartnerSettings:
+    keys: list[str] = field(default_factory=list)  # each at least 16 characters; two while one is being replaced
+    profile: str = ""  # whose published rules the partner's feeds are checked against: msn, flipboard, smartnews, "" for none
+    content: str = "full"  # or "summary": the items without their text
+    limit: int = 50  # items a feed holds, and the most ?limit= may ask (up to 500)
+    feeds: list[str] = field(default_factory=list)  # the feed paths it may read ("all", "category/redian"); empty: all
+
+
+PARTNER_PROFILES = ("", "msn", "flipboard", "smartnews")
+MIN_PARTNER_KEY = 16
+MAX_PARTNER_LIMIT = 500
+
+
+@dataclass(frozen=True)
 class Settings:
     site: SiteSettings = field(default_factory=SiteSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -184,6 +198,7 @@ class Settings:
     indexnow: IndexNowSettings = field(default_factory=IndexNowSettings)
     baidu: BaiduSettings = field(default_factory=BaiduSettings)
     push: PushSettings = field(default_factory=PushSettings)
+    partners: dict[str, PartnerSettings] = field(default_factory=dict)
 
     @property
     def push_engines(self) -> tuple[str, ...]:
@@ -277,6 +292,8 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
 
 
 def _coerce(hint: Any, value: Any, key: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, key + ".")
     if typing.get_origin(hint) is list:
         (item_type,) = typing.get_args(hint)
         if not isinstance(value, list):
@@ -329,6 +346,25 @@ def _check(settings: Settings) -> None:
         raise ConfigError("indexnow.key: expected 8 to 128 characters of a-z, A-Z, 0-9 and '-'")
     if settings.baidu.token and not settings.baidu.site:
         raise ConfigError("baidu.site: set it to the site as registered with Baidu (e.g. https://news.example.cn) to push to Baidu")
+    seen_keys: set[str] = set()
+    for name, partner in settings.partners.items():
+        where = f"partners.{name}"
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,39}", name):
+            raise ConfigError(f"{where}: a partner's name is lower-case letters, digits and '-' (it names its statistics)")
+        if not partner.keys:
+            raise ConfigError(f"{where}.keys: give the partner a key (at least {MIN_PARTNER_KEY} characters)")
+        for index, key in enumerate(partner.keys):
+            if len(key) < MIN_PARTNER_KEY or not re.fullmatch(r"[A-Za-z0-9_-]+", key):
+                raise ConfigError(f"{where}.keys[{index}]: at least {MIN_PARTNER_KEY} characters of A-Z, a-z, 0-9, '_' and '-'")
+            if key in seen_keys:
+                raise ConfigError(f"{where}.keys[{index}]: the same key is given to another partner (or twice)")
+            seen_keys.add(key)
+        if partner.profile not in PARTNER_PROFILES:
+            raise ConfigError(f"{where}.profile: expected one of msn, flipboard, smartnews or \"\", got {partner.profile!r}")
+        if partner.content not in ("full", "summary"):
+            raise ConfigError(f"{where}.content: expected \"full\" or \"summary\", got {partner.content!r}")
+        if not 1 <= partner.limit <= MAX_PARTNER_LIMIT:
+            raise ConfigError(f"{where}.limit: must lie between 1 and {MAX_PARTNER_LIMIT}, got {partner.limit}")
     for index, line in enumerate(settings.robots.lines):
         if "\n" in line or "\r" in line:
             raise ConfigError(f"robots.lines[{index}]: one line each, without line breaks")

@@ -43,9 +43,11 @@ def refuse_framing(response: Response) -> Response:
     return response
 
 
-def answer(rendered: Rendered, content_type: str, max_age: int, headers: list[tuple[str, str]] | None = None) -> Response:
-    """A 200 with validators, or a 304 when the client already has these bytes; ``headers`` are added to either."""
-    headers = [*(headers or ()), ("ETag", f'"{rendered.etag}"'), ("Cache-Control", f"public, max-age={max_age}")]
+def answer(rendered: Rendered, content_type: str, max_age: int, headers: list[tuple[str, str]] | None = None,
+           shared: bool = True) -> Response:
+    """A 200 with validators, or a 304 when the client already has these bytes; ``headers`` are added to either.
+    Not ``shared``: only the client may keep it (``Cache-Control: private``), not a proxy or CDN on the way."""
+    headers = [*(headers or ()), ("ETag", f'"{rendered.etag}"'), ("Cache-Control", f"{'public' if shared else 'private'}, max-age={max_age}")]
     if rendered.last_modified is not None:
         headers.append(("Last-Modified", http_date_of(rendered.last_modified)))
     if client_has(rendered.etag, rendered.last_modified, request.environ):

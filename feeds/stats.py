@@ -95,11 +95,12 @@ def report(counter: PollCounter, catalog: Catalog, subscriptions: Subscriptions,
         polled_today = days.get(today)
         services = sorted(reports.get(feed, {}).items(), key=lambda item: (-item[1], item[0]))
         services += [(name, count) for name, count in (("WebSub", pushed), (DIRECT, polled_today.pollers if polled_today else 0)) if count]
-        spec = catalog.resolve(feed)
+        partner, _, public = feed.removeprefix("partner/").partition("/") if feed.startswith("partner/") else ("", "", feed)
+        spec = catalog.resolve(public)
         busiest = sorted(clients.get(feed, {}).items(), key=lambda item: (-item[1], item[0]))[:TOP_CLIENTS]
         delivered, failed = deliveries.get(feed, (0, 0))
         found.append(FeedStats(
-            feed, spec.title if spec else feed, trend[-1], trend,
+            feed, (f"合作方 {partner} · " if partner else "") + (spec.title if spec else public), trend[-1], trend,
             sum(row.requests for row in days.values()), sum(row.not_modified for row in days.values()), tuple(busiest),
             tuple(services), websub, delivered, failed,
         ))

@@ -1,0 +1,102 @@
+"""Partner feeds: keyed feeds the public does not get, with their own limits, content and self links."""
+from __future__ import annotations
+
+import feedparser
+import pytest
+from datetime import datetime, timedelta, timezone
+
+from feeds import create_app
+from feeds.config import load_settings
+from feeds.errors import ConfigError
+from tests.conftest import article, make_settings
+
+TOKEN = {"Authorization": "Bearer s3cret"}
+KEY, OLD_KEY, OTHER = "flipboard-key-0001", "flipboard-key-old0", "smartnews-key-0001"
+
+
+@pytest.fixture
+def site(sqlite_url):
+    app = create_app(make_settings(sqlite_url, api={"token": "s3cret"}, partners={
+        "flipboard": {"keys": [KEY, OLD_KEY], "profile": "flipboard", "limit": 30},
+        "smartnews": {"keys": [OTHER], "content": "summary", "limit": 2, "feeds": ["all", "category/redian/guonei"]},
+    }))
+    app.config["TESTING"] = True
+    client = app.test_client()
+    now = datetime.now(timezone.utc)
+    rows = [article(id=f"p{n}", url=f"https://news.example.cn/p/{n}.html", title=f"第{n}条",
+                    published=(now - timedelta(hours=n)).isoformat()) for n in range(25)]
+    rows.append(article(id="later", url="https://news.example.cn/later.html", title="稍后",
+                        published=(now + timedelta(hours=1)).isoformat()))
+    assert client.post("/api/articles", json=rows, headers=TOKEN).status_code == 201
+    yield app, client
+    app.extensions["feeds"].store.close()
+
+
+def self_link(parsed) -> str:
+    (found,) = [link["href"] for link in parsed.feed.links if link.get("rel") == "self"]
+    return found
+
+
+def test_a_partner_reads_its_feeds_with_its_own_limit_and_self_link(site):
+    _, client = site
+    response = client.get(f"/partner/{KEY}/all.rss")
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"].startswith("private") and response.headers["X-Robots-Tag"] == "noindex"
+    parsed = feedparser.parse(response.data)
+    assert len(parsed.entries) == 25 and "稍后" not in response.get_data(as_text=True)  # its 30, the scheduled one left out
+    assert self_link(parsed) == f"http://feeds.test/partner/{KEY}/all.rss"
+    assert parsed.entries[0].content[0].value  # full text
+    assert client.get(f"/partner/{KEY}/all.rss", headers={"If-None-Match": response.headers["ETag"]}).status_code == 304
+    assert len(feedparser.parse(client.get(f"/partner/{KEY}/all.atom?limit=5").data).entries) == 5
+    assert client.get(f"/partner/{KEY}/all.atom?limit=31").status_code == 400
+    assert client.get(f"/partner/{OLD_KEY}/all.json").status_code == 200  # the key being replaced still works
+    taiwan = client.get(f"/partner/{KEY}/category/redian.rss?variant=zh-TW")
+    assert self_link(feedparser.parse(taiwan.data)) == f"http://feeds.test/partner/{KEY}/category/redian.rss?variant=zh-TW"
+
+
+def test_a_partner_reads_only_its_feeds_and_a_wrong_key_is_an_unknown_feed(site):
+    _, client = site
+    assert client.get(f"/partner/{OTHER}/category/redian/guonei.rss").status_code == 200
+    forbidden = client.get(f"/partner/{OTHER}/hot/daily.rss")
+    unknown = client.get("/partner/not-a-key-at-all-00/all.rss")
+    nothing = client.get(f"/partner/{KEY}/category/nowhere.rss")
+    assert forbidden.status_code == unknown.status_code == nothing.status_code == 404
+    assert forbidden.data.replace(b"hot/daily", b"X") == unknown.data.replace(b"all", b"X") == nothing.data.replace(b"category/nowhere", b"X")
+
+
+def test_summary_partners_get_no_text(site):
+    _, client = site
+    parsed = feedparser.parse(client.get(f"/partner/{OTHER}/all.atom").data)
+    assert len(parsed.entries) == 2 and all("content" not in entry for entry in parsed.entries)
+    assert "content_html" not in client.get(f"/partner/{OTHER}/all.json").get_json()["items"][0]
+
+
+def test_the_public_never_sees_a_partner_feed_or_key(site):
+    _, client = site
+    for url in ("/", "/feeds.opml", "/sitemap.xml", "/feeds/all.rss", "/feeds/all.html", "/robots.txt"):
+        text = client.get(url).get_data(as_text=True)
+        assert KEY not in text and "/partner/" not in text, url
+
+
+def test_partner_polls_are_counted_apart(site):
+    _, client = site
+    client.get(f"/partner/{KEY}/all.rss", headers={"User-Agent": "Flipboard/1.0"})
+    client.get("/feeds/all.rss")
+    feeds = {row["feed"]: row for row in client.get("/admin/stats.json", headers=TOKEN).get_json()["feeds"]}
+    assert feeds["partner/flipboard/all"]["requests"] == 1 and feeds["all"]["requests"] == 1
+    assert feeds["partner/flipboard/all"]["title"].startswith("合作方 flipboard · ")
+
+
+@pytest.mark.parametrize("partners, says", [
+    ({"a": {"keys": ["short"]}}, r"partners.a.keys\[0\]"),
+    ({"a": {"keys": []}}, "partners.a.keys"),
+    ({"a": {"keys": [KEY]}, "b": {"keys": [KEY]}}, r"partners.b.keys\[0\]: the same key"),
+    ({"a": {"keys": [KEY], "profile": "yahoo"}}, "partners.a.profile"),
+    ({"a": {"keys": [KEY], "limit": 501}}, "partners.a.limit"),
+    ({"a": {"keys": [KEY], "content": "some"}}, "partners.a.content"),
+    ({"A B": {"keys": [KEY]}}, "partners.A B"),
+    ({"a": {"keys": [KEY], "colour": "red"}}, "partners.a.colour: unknown key"),
+])
+def test_bad_partner_settings_name_the_key(partners, says):
+    with pytest.raises(ConfigError, match=says):
+        load_settings(overrides={"partners": partners}, environ={})
