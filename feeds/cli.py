@@ -26,6 +26,7 @@ from feeds.sitemaps import PAGE
 from feeds.web import directory
 from feeds.writers import FORMATS
 from feeds.metrics import count_imports, reset_multiprocess_dir
+from feeds.partners import readiness
 
 
 class Context:
@@ -169,6 +170,36 @@ def stats_command(obj: Context) -> None:
     services = obj.services()
     rows = report(services.stats, services.catalog, services.store.subscriptions)
     click.echo(text_table(rows) if rows else "No feed was polled in the last 30 days.")
+
+
+@main.group("partners")
+def partners_group() -> None:
+    """Distribution partners' feeds (README: Partner feeds)."""
+
+
+@partners_group.command("check")
+@click.argument("name", required=False)
+@click.pass_obj
+def partners_check_command(obj: Context, name: str | None) -> None:
+    """Print every rule of its partner's profile that a partner's feed, or an article in it, breaks; exit 1 when any does."""
+    services = obj.services()
+    if name is not None and name not in services.settings.partners:
+        raise click.ClickException(f"no partner {name!r} in config (partners: {', '.join(services.settings.partners) or 'none'})")
+    app = obj.app if obj.app is not None else create_app(services.settings)
+    with app.app_context():
+        found = readiness(name)
+    if not found:
+        click.echo("No partner has a profile to check against (partners.<name>.profile).")
+        return
+    for partner, problems in found.items():
+        if not problems:
+            click.echo(f"{partner}: ready (every rule of its profile {services.settings.partners[partner].profile} holds)")
+            continue
+        click.echo(f"{partner}: {len(problems)} problem{'s' if len(problems) > 1 else ''}")
+        for problem in problems:
+            click.echo(f"  {problem.rule}  {problem.where}: {problem.found}; wanted {problem.wanted} ({problem.source})")
+    if any(found.values()):
+        sys.exit(1)
 
 
 @main.command("scheduled")

@@ -10,21 +10,27 @@ link; it is cached per content version like a feed, carries ETags and answers 30
 partner may keep it (``Cache-Control: private``) and search engines must not list it
 (``X-Robots-Tag: noindex``). It is never linked from the index, the OPML or the sitemaps. Its polls
 are counted apart, as ``partner/<name>/<feed path>``. It is not a WebSub topic yet: it names no hub.
+
+``readiness`` checks a partner's feeds against the published rules of its ``profile`` (``profiles.py``):
+``feeds partners check`` and ``/admin/partners`` show what it finds.
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
 from dataclasses import replace
+from datetime import datetime, timezone
 
 from flask import Blueprint, Response, abort, request
 
 from feeds.addresses import public_path
 from feeds.config import PartnerSettings
+from feeds.model import Feed
+from feeds.profiles import Problem, check
 from feeds.responses import answer, negotiated_encoding
 from feeds.serving import scope_of
 from feeds.services import services
-from feeds.web import no_feed, requested_path, requested_variant
+from feeds.web import directory, no_feed, requested_path, requested_variant
 from feeds.writers import FORMATS, render
 
 bp = Blueprint("partners", __name__)
@@ -41,7 +47,7 @@ def partner_of(key: str) -> tuple[str, PartnerSettings] | None:
 
 
 @bp.get("/partner/<key>/<path:feed_path>", provide_automatic_options=False)
-def partner_feed(key: str, feed_path: str) -> Response:
+def keyed_feed(key: str, feed_path: str) -> Response:
     path, dot, extension = feed_path.rpartition(".")
     if not dot or extension not in FORMATS:
         abort(404, description=f"No feed here. Feeds end in {', '.join('.' + e for e in FORMATS)}.")
@@ -54,17 +60,11 @@ def partner_feed(key: str, feed_path: str) -> Response:
     variant = requested_variant()
     svc = services()
     published_path, query = public_path(path, variant)
-    address = f"{svc.settings.base_url}/partner/{key}/{published_path}"
+    address = f"{svc.settings.base_url}/partner/{key}/{published_path}"  # the feed's self link, as partner_feed makes it
 
     def make() -> tuple[bytes, float] | None:
-        spec = svc.catalog.resolve(path)
-        if spec is None:
-            return None
-        feed = svc.catalog.build(spec, limit, variant=variant)
-        items = feed.items if partner.content == "full" else tuple(replace(item, content_html="") for item in feed.items)
-        # Not a WebSub topic yet: the hub is not named, so no reader subscribes to what the hub would refuse.
-        feed = replace(feed, address=address, query=query, items=items, hubs=())
-        return render(feed, extension), feed.updated.timestamp()
+        feed = partner_feed(partner, key, path, limit, variant)
+        return None if feed is None else (render(feed, extension), feed.updated.timestamp())
 
     encoding = negotiated_encoding(request.environ.get("HTTP_ACCEPT_ENCODING", ""))
     keyed = hashlib.sha256(key.encode()).hexdigest()[:16]  # the key is in the bytes (the self link), never in a cache's key names
@@ -77,6 +77,37 @@ def partner_feed(key: str, feed_path: str) -> Response:
     response = answer(rendered, FORMATS[extension].content_type, svc.settings.feeds.max_age, headers, shared=False)
     svc.stats.record(f"partner/{name}/{path}", request.remote_addr or "", request.user_agent.string, response.status_code)
     return response
+
+
+def partner_feed(partner: PartnerSettings, key: str, path: str, limit: int, variant: str | None = None) -> Feed | None:
+    """The feed at ``path`` as ``partner`` gets it through ``key``: its own self link, text or not, ``limit`` items."""
+    svc = services()
+    spec = svc.catalog.resolve(path)
+    if spec is None:
+        return None
+    feed = svc.catalog.build(spec, limit, variant=variant)
+    items = feed.items if partner.content == "full" else tuple(replace(item, content_html="") for item in feed.items)
+    published_path, query = public_path(path, variant)
+    # Not a WebSub topic yet: the hub is not named, so no reader subscribes to what the hub would refuse.
+    return replace(feed, address=f"{svc.settings.base_url}/partner/{key}/{published_path}", query=query, items=items, hubs=())
+
+
+def readiness(only: str | None = None, now: datetime | None = None) -> dict[str, list[Problem]]:
+    """For each partner with a profile (or only the one named): every rule of its profile that one of the feeds it
+    may read, or an article among their newest ``limit``, breaks. Within an app context."""
+    svc = services()
+    now = now or datetime.now(timezone.utc)
+    found: dict[str, list[Problem]] = {}
+    for name, partner in svc.settings.partners.items():
+        if not partner.profile or (only is not None and name != only):
+            continue
+        paths = partner.feeds or [spec.path for spec in directory().all_specs()]
+        problems = found.setdefault(name, [])
+        for path in paths:
+            feed = partner_feed(partner, partner.keys[0], path, partner.limit)
+            if feed is not None:
+                problems += check(partner.profile, feed, render(feed, "rss"), now, svc.settings.site.guid_prefix)
+    return found
 
 
 def _limit(partner: PartnerSettings) -> int:

@@ -22,6 +22,7 @@ from feeds.api import ApiError, check_token, token_matches
 from feeds.catalog import Catalog
 from feeds.config import Settings
 from feeds.model import FeedDay, HubFeed
+from feeds.partners import readiness
 from feeds.polls import PollCounter
 from feeds.responses import refuse_framing
 from feeds.services import services as current_services
@@ -175,6 +176,14 @@ def stats_page() -> Response:
     body = render_template("stats.html", rows=rows, site=services.settings.site, days=TREND_DAYS, sparkline=sparkline,
                            engines=services.store.outbox.states(), tz=services.settings.tz)
     return Response(body, mimetype="text/html")
+
+
+@bp.get("/partners")
+def partners_check() -> Response:
+    """What ``feeds partners check`` prints: each partner's broken rules, as JSON."""
+    found = readiness()
+    return jsonify(ready=not any(found.values()),
+                   partners={name: [asdict(problem) for problem in problems] for name, problems in found.items()})
 
 
 @bp.get("/stats.json")

@@ -8,7 +8,8 @@ from datetime import datetime, timedelta, timezone
 from feeds import create_app
 from feeds.config import load_settings
 from feeds.errors import ConfigError
-from tests.conftest import article, make_settings
+from feeds.cli import main
+from tests.conftest import Runner, article, make_settings
 
 TOKEN = {"Authorization": "Bearer s3cret"}
 KEY, OLD_KEY, OTHER = "flipboard-key-0001", "flipboard-key-old0", "smartnews-key-0001"
@@ -100,3 +101,63 @@ def test_partner_polls_are_counted_apart(site):
 def test_bad_partner_settings_name_the_key(partners, says):
     with pytest.raises(ConfigError, match=says):
         load_settings(overrides={"partners": partners}, environ={})
+
+
+@pytest.fixture
+def checked(sqlite_url):
+    """Three partners with profiles, over articles that break some of each profile's rules."""
+    app = create_app(make_settings(sqlite_url, api={"token": "s3cret"}, site={"base_url": "https://feeds.test"}, partners={
+        "msn": {"keys": ["msn-key-0000000001"], "profile": "msn", "feeds": ["all"], "limit": 10},
+        "flipboard": {"keys": [KEY], "profile": "flipboard", "feeds": ["all"], "content": "summary"},
+        "smartnews": {"keys": [OTHER], "profile": "smartnews", "feeds": ["category/redian"]},
+        "quiet": {"keys": ["quiet-key-00000001"]},  # no profile: not checked
+    }))
+    app.config["TESTING"] = True
+    client = app.test_client()
+    now = datetime.now(timezone.utc)
+    rows = [
+        article(id="good", url="https://news.example.cn/good.html", published=(now - timedelta(hours=1)).isoformat(),
+                image={"url": "https://news.example.cn/g.jpg", "width": 1200, "height": 675}),
+        article(id="small", url="https://news.example.cn/small.html", title="短标题", published=(now - timedelta(hours=2)).isoformat(),
+                image={"url": "https://news.example.cn/s.jpg", "width": 300, "height": 200}),
+        article(id="unsized", url="https://news.example.cn/unsized.html", author=None, published=(now - timedelta(hours=3)).isoformat(),
+                image="https://news.example.cn/u.jpg"),
+        article(id="bare", url="https://news.example.cn/bare.html", image=None, published="2020-01-01 08:00:00"),
+    ]
+    assert client.post("/api/articles", json=rows, headers=TOKEN).status_code == 201
+    yield app, client
+    app.extensions["feeds"].store.close()
+
+
+def problems_of(found, partner: str) -> set[tuple[str, str]]:
+    return {(problem.rule, problem.where) for problem in found[partner]}
+
+
+def test_the_check_names_each_broken_rule_with_the_article_and_the_partners_page(checked):
+    app, client = checked
+    with app.app_context():
+        from feeds.partners import readiness
+
+        found = readiness()
+    assert set(found) == {"msn", "flipboard", "smartnews"}
+    assert problems_of(found, "msn") == {("title", "all: small"), ("published", "all: bare"), ("image", "all: small"),
+                                         ("image", "all: unsized"), ("image", "all: bare")}
+    unsized = next(p for p in found["msn"] if p.where == "all: unsized")
+    assert "unknown size" in unsized.found and unsized.source.startswith("https://helpcenter.microsoftstart.com/")
+    assert problems_of(found, "flipboard") >= {("full-text", "all: good"), ("items", "all"), ("push", "all"), ("author", "all: unsized"),
+                                               ("image", "all: small"), ("image", "all: unsized")}
+    assert ("image", "all: good") not in problems_of(found, "flipboard")
+    assert problems_of(found, "smartnews") == {("logo", "category/redian")}  # its description is short enough
+    answer = client.get("/admin/partners", headers=TOKEN).get_json()
+    assert answer["ready"] is False and {p["rule"] for p in answer["partners"]["smartnews"]} == {"logo"}
+    assert client.get("/admin/partners").status_code == 401
+
+
+def test_feeds_partners_check_prints_the_problems_and_fails(checked):
+    app, _ = checked
+    runner = Runner(app)
+    result = runner.cli.invoke(main, ["partners", "check", "smartnews"], obj=app)
+    assert result.exit_code == 1
+    assert "smartnews: 1 problem\n" in result.output and "logo  category/redian: no site.icon or site.logo" in result.output
+    assert "msn" not in result.output
+    assert runner.cli.invoke(main, ["partners", "check", "nobody"], obj=app).exit_code == 1
