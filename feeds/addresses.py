@@ -7,11 +7,12 @@ A feed's path is its URL below ``/feeds/`` without the format: ``category/redian
 """
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from feeds.config import Settings
+from feeds.config import PartnerSettings, Settings
 from feeds.text import VARIANTS
 from feeds.writers import FORMATS
 
@@ -102,23 +103,59 @@ def query_value(query_string: str, wanted: str) -> str | None:
     return next((value for name, value in parse_qsl(text, keep_blank_values=True, errors="replace") if name == wanted), None)
 
 
+def partner_of(key: str, settings: Settings) -> tuple[str, PartnerSettings] | None:
+    """The partner (its name and settings) whose key ``key`` is, every key compared in constant time."""
+    found = None
+    for name, partner in settings.partners.items():
+        for known in partner.keys:
+            if hmac.compare_digest(key.encode(), known.encode()):
+                found = (name, partner)
+    return found
+
+
+def partner_limit(query_string: str, partner: PartnerSettings) -> int:
+    """``?limit=`` of a partner feed: up to the partner's own limit, which is also the default."""
+    raw = query_value(query_string, "limit")
+    if raw is None:
+        return partner.limit
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= partner.limit:
+        raise ValueError(f"limit: expected a whole number from 1 to {partner.limit}, got {raw[:20]!r}.")
+    return int(raw)
+
+
 @dataclass(frozen=True)
 class Topic:
-    """A feed URL of this site as a subscriber names it."""
+    """A feed URL of this site as a subscriber names it: a public feed, or a partner's (``partners.py``)."""
 
     url: str
     path: str  # e.g. category/redian
     extension: str
     limit: int
     variant: str | None = None
+    partner: str | None = None  # the partner's name, and the key its URL holds
+    key: str | None = None
+
+    @property
+    def feed(self) -> str:
+        """What poll and hub statistics call it."""
+        return f"partner/{self.partner}/{self.path}" if self.partner else self.path
 
 
 def parse_topic(url: str, settings: Settings) -> Topic | None:
     """The feed ``url`` names when it is one of this site's feed URLs (archive pages hold still:
     there is nothing to subscribe to), else None. Whether such a feed exists is the catalog's to say."""
     parts, base = urlsplit(url), urlsplit(settings.base_url)
-    prefix = base.path.rstrip("/") + "/feeds/"
-    if (parts.scheme, parts.netloc) != (base.scheme, base.netloc) or parts.fragment or not parts.path.startswith(prefix):
+    prefix, partners = base.path.rstrip("/") + "/feeds/", base.path.rstrip("/") + "/partner/"
+    if (parts.scheme, parts.netloc) != (base.scheme, base.netloc) or parts.fragment:
+        return None
+    held = None
+    if parts.path.startswith(partners):
+        key, _, rest = parts.path[len(partners):].partition("/")
+        held = partner_of(key, settings)
+        if held is None:
+            return None
+        prefix = f"{partners}{key}/"
+    elif not parts.path.startswith(prefix):
         return None
     path, dot, extension = parts.path[len(prefix):].rpartition(".")
     if not dot or extension not in FORMATS or not path or path.startswith("archive/"):
@@ -129,6 +166,11 @@ def parse_topic(url: str, settings: Settings) -> Topic | None:
         path = feed_path_of(path, parts.query)
         if path is None:
             return None
-        return Topic(url, path, extension, limit_of(path, parts.query, settings), variant_of(parts.query))
+        if held is None:
+            return Topic(url, path, extension, limit_of(path, parts.query, settings), variant_of(parts.query))
+        name, partner = held
+        if partner.feeds and path not in partner.feeds:
+            return None
+        return Topic(url, path, extension, partner_limit(parts.query, partner), variant_of(parts.query), name, key)
     except ValueError:
         return None

@@ -12,7 +12,7 @@ from typing import Literal
 from urllib.parse import quote
 
 from feeds.addresses import feed_address, hub_address, public_path, search_terms
-from feeds.config import Settings
+from feeds.config import PartnerSettings, Settings
 from feeds.model import Article, Category, Feed, History, Item, Label, Source
 from feeds.store import Store
 from feeds.text import html_in_variant, in_variant, spellings
@@ -244,6 +244,17 @@ class Catalog:
             logo=self.settings.site.logo or None,
         )
         return feed if variant is None else _in_variant(feed, variant)
+
+    def partner_feed(self, partner: PartnerSettings, key: str, path: str, limit: int, variant: str | None = None) -> Feed | None:
+        """The feed at ``path`` as ``partner`` gets it through ``key`` (``partners.py``): its own address under
+        ``/partner/<key>/``, ``limit`` items, with their text or without; None when there is no such feed."""
+        spec = self.resolve(path)
+        if spec is None:
+            return None
+        feed = self.build(spec, limit, variant=variant)
+        items = feed.items if partner.content == "full" else tuple(replace(item, content_html="") for item in feed.items)
+        published_path, query = public_path(path, variant)
+        return replace(feed, address=f"{self.settings.base_url}/partner/{key}/{published_path}", query=query, items=items)
 
     def _items(self, articles: list[Article], title_prefixes: list[str]) -> tuple[Item, ...]:
         return tuple(map(self._item, articles, title_prefixes, self.store.labels.of(articles)))

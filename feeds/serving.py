@@ -20,7 +20,7 @@ import brotli
 
 from feeds.cache import Cache, ChangeNews, Rendered
 from feeds.catalog import Catalog
-from feeds.config import Settings
+from feeds.config import PartnerSettings, Settings
 from feeds.metrics import CACHE_MISSES, RENDER_SECONDS, count_hit
 from feeds.store import Store
 from feeds.writers import render
@@ -100,6 +100,17 @@ class RenderedFeeds:
             return body, feed.updated.timestamp()
 
         return self.made(f"{path}.{extension}?{limit}~{variant or ''}", scope_of(path), make, encoding, stamp)
+
+    def partner(self, name: str, partner: PartnerSettings, key: str, path: str, extension: str, limit: int,
+                encoding: str = "identity", stamp: Stamp | None = None, variant: str | None = None) -> Rendered | None:
+        """The feed at ``path`` as the partner ``name`` gets it through ``key`` (``Catalog.partner_feed``), like ``get``."""
+
+        def make() -> tuple[bytes, float] | None:
+            feed = self.catalog.partner_feed(partner, key, path, limit, variant)
+            return None if feed is None else (render(feed, extension), feed.updated.timestamp())
+
+        keyed = hashlib.sha256(key.encode()).hexdigest()[:16]  # the key is in the bytes (the self link), never in key names
+        return self.made(f"partner/{name}/{keyed}/{path}.{extension}?{limit}~{variant or ''}", scope_of(path), make, encoding, stamp)
 
     def made(self, name: str, scope: str, make: Callable[[], tuple[bytes, float | None] | None], encoding: str = "identity",
              stamp: Stamp | None = None) -> Rendered | None:

@@ -9,9 +9,12 @@ from feeds import create_app
 from feeds.config import load_settings
 from feeds.errors import ConfigError
 from feeds.cli import main
+from tests import test_hub
 from tests.conftest import Runner, article, make_settings
+from tests.test_hub import subscribe, work
 
 TOKEN = {"Authorization": "Bearer s3cret"}
+subscribers = test_hub.subscribers  # the fixture: callbacks on loopback
 KEY, OLD_KEY, OTHER = "flipboard-key-0001", "flipboard-key-old0", "smartnews-key-0001"
 
 
@@ -144,9 +147,9 @@ def test_the_check_names_each_broken_rule_with_the_article_and_the_partners_page
                                          ("image", "all: unsized"), ("image", "all: bare")}
     unsized = next(p for p in found["msn"] if p.where == "all: unsized")
     assert "unknown size" in unsized.found and unsized.source.startswith("https://helpcenter.microsoftstart.com/")
-    assert problems_of(found, "flipboard") >= {("full-text", "all: good"), ("items", "all"), ("push", "all"), ("author", "all: unsized"),
+    assert problems_of(found, "flipboard") >= {("full-text", "all: good"), ("items", "all"), ("author", "all: unsized"),
                                                ("image", "all: small"), ("image", "all: unsized")}
-    assert ("image", "all: good") not in problems_of(found, "flipboard")
+    assert not {("image", "all: good"), ("push", "all")} & problems_of(found, "flipboard")  # the own hub is named
     assert problems_of(found, "smartnews") == {("logo", "category/redian")}  # its description is short enough
     answer = client.get("/admin/partners", headers=TOKEN).get_json()
     assert answer["ready"] is False and {p["rule"] for p in answer["partners"]["smartnews"]} == {"logo"}
@@ -161,3 +164,25 @@ def test_feeds_partners_check_prints_the_problems_and_fails(checked):
     assert "smartnews: 1 problem\n" in result.output and "logo  category/redian: no site.icon or site.logo" in result.output
     assert "msn" not in result.output
     assert runner.cli.invoke(main, ["partners", "check", "nobody"], obj=app).exit_code == 1
+
+
+def test_a_partner_feed_is_a_websub_topic_of_the_own_hub(sqlite_url, subscribers):
+    app = create_app(make_settings(sqlite_url, api={"token": "s3cret"}, websub={"allow_callbacks": ["127.0.0.1/32"], "timeout": 2},
+                                   partners={"flipboard": {"keys": [KEY], "feeds": ["all"], "limit": 5}}))
+    try:
+        client = app.test_client()
+        topic = f"http://feeds.test/partner/{KEY}/all.rss"
+        assert 'rel="hub"' in client.get(f"/partner/{KEY}/all.rss").headers["Link"]
+        assert subscribe(client, f"{subscribers.url}/partner", topic=topic).status_code == 202
+        assert subscribe(client, f"{subscribers.url}/x", topic=f"http://feeds.test/partner/{KEY}/hot/daily.rss").status_code == 404
+        assert subscribe(client, f"{subscribers.url}/x", topic="http://feeds.test/partner/not-a-key-at-all-00/all.rss").status_code == 404
+        work(app)
+        assert client.post("/api/articles", json=article(), headers=TOKEN).status_code == 201
+        work(app)
+        (headers, body), = subscribers["partner"].deliveries
+        assert body == client.get(f"/partner/{KEY}/all.rss").data
+        assert f'<{topic}>; rel="self"' in headers["Link"]
+        rows = client.get("/admin/stats.json", headers=TOKEN).get_json()["feeds"]
+        assert any(row["feed"] == "partner/flipboard/all" and row["websub"]["active"] == 1 for row in rows)
+    finally:
+        app.extensions["feeds"].store.close()

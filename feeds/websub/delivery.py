@@ -124,10 +124,16 @@ class Distributor:
     # -- content distribution -----------------------------------------------------------
 
     def _deliver(self, owed: Owed) -> Sent:
-        topic = parse_topic(owed.topic, self.settings)
-        rendered = None if topic is None else self.feeds.get(topic.path, topic.extension, topic.limit,
-                                                                 stamp=self.feeds.stamp(scope_of(topic.path), owed.version),
-                                                                 variant=topic.variant)
+        topic = parse_topic(owed.topic, self.settings)  # None when the feed, or the partner's key, is gone
+        rendered = None
+        if topic is not None:
+            stamp = self.feeds.stamp(scope_of(topic.path), owed.version)
+            if topic.partner is not None and topic.key is not None:
+                partner = self.settings.partners[topic.partner]
+                rendered = self.feeds.partner(topic.partner, partner, topic.key, topic.path, topic.extension, topic.limit,
+                                              stamp=stamp, variant=topic.variant)
+            else:
+                rendered = self.feeds.get(topic.path, topic.extension, topic.limit, stamp=stamp, variant=topic.variant)
         if topic is None or rendered is None:  # the feed is gone: nothing to send
             return Sent(owed, "unchanged")
         if rendered.etag == owed.delivered_etag:

@@ -75,7 +75,7 @@ def hub() -> tuple[Response, int] | Response:
     if lease is None:
         return _answer(400, "hub.lease_seconds must be a whole number of seconds.")
     intent = Intent(subscription_key(topic.url, callback), topic.url, callback, urlsplit(callback).hostname or "",
-                    topic.path, scope_of(topic.path), mode, secret, lease)
+                    topic.feed, scope_of(topic.path), mode, secret, lease)
     try:
         services.store.subscriptions.request(intent, datetime.now(timezone.utc), settings.websub.max_subscriptions,
                                              settings.websub.max_per_host)
