@@ -56,6 +56,7 @@ QUERY_SECONDS = Histogram("feeds_store_query_seconds", "Time of each SQL stateme
 RENDERED_CACHE = Counter("feeds_rendered_cache_total", "Rendered-feed lookups: hit (no rendering) or miss.", ["result"])
 CACHE_HITS, CACHE_MISSES = RENDERED_CACHE.labels("hit"), RENDERED_CACHE.labels("miss")
 IMPORTED = Counter("feeds_articles_imported_total", "Articles imported, by way in (api, cli) and result.", ["via", "result"])
+PARTNER_POLLS = Counter("feeds_partner_polls_total", "Polls of partner feeds, by partner and status.", ["partner", "status"])
 PUSHES = Counter("feeds_pushes_total", "Article URLs pushed to search engines, by engine and result "
                  "(sent, failed: tried again later, deferred: quota spent, given_up).", ["engine", "result"])
 

@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from flask import Blueprint, Response, abort, request
 
 from feeds.addresses import partner_limit, partner_of, public_path
+from feeds.metrics import PARTNER_POLLS
 from feeds.profiles import Problem, check
 from feeds.responses import answer, negotiated_encoding
 from feeds.services import services
@@ -59,6 +60,7 @@ def keyed_feed(key: str, feed_path: str) -> Response:
         headers.append(("Content-Encoding", encoding))
     response = answer(rendered, FORMATS[extension].content_type, svc.settings.feeds.max_age, headers, shared=False)
     svc.stats.record(f"partner/{name}/{path}", request.remote_addr or "", request.user_agent.string, response.status_code)
+    PARTNER_POLLS.labels(name, str(response.status_code)).inc()
     return response
 
 

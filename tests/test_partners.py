@@ -89,6 +89,7 @@ def test_partner_polls_are_counted_apart(site):
     feeds = {row["feed"]: row for row in client.get("/admin/stats.json", headers=TOKEN).get_json()["feeds"]}
     assert feeds["partner/flipboard/all"]["requests"] == 1 and feeds["all"]["requests"] == 1
     assert feeds["partner/flipboard/all"]["title"].startswith("合作方 flipboard · ")
+    assert 'feeds_partner_polls_total{partner="flipboard",status="200"}' in client.get("/metrics").get_data(as_text=True)
 
 
 @pytest.mark.parametrize("partners, says", [
