@@ -1,17 +1,22 @@
 """Partner feeds: keyed feeds the public does not get, with their own limits, content and self links."""
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+
 import feedparser
 import pytest
-from datetime import datetime, timedelta, timezone
 
 from feeds import create_app
 from feeds.config import load_settings
 from feeds.errors import ConfigError
+from feeds.model import Image
+from feeds.profiles import check
 from feeds.cli import main
 from tests import test_hub
 from tests.conftest import Runner, article, make_settings
 from tests.test_hub import subscribe, work
+from tests.test_writers import FEED, item
 
 TOKEN = {"Authorization": "Bearer s3cret"}
 subscribers = test_hub.subscribers  # the fixture: callbacks on loopback
@@ -187,3 +192,61 @@ def test_a_partner_feed_is_a_websub_topic_of_the_own_hub(sqlite_url, subscribers
         assert any(row["feed"] == "partner/flipboard/all" and row["websub"]["active"] == 1 for row in rows)
     finally:
         app.extensions["feeds"].store.close()
+
+
+# -- each rule of each profile, on feeds made by hand -------------------------------------------------------------------
+
+def broken(profile: str, feed, body: bytes = b"<rss/>") -> set[str]:
+    return {problem.rule for problem in check(profile, feed, body, NOW, "tag:news.example.cn,2024:article:")}
+
+
+NOW = datetime(2026, 12, 6, 12, tzinfo=timezone.utc)
+
+
+def good_feed(**changes):
+    """A feed every profile takes: HTTPS, a hub, a logo, a short description, 30 items each keeping every item rule."""
+    items = tuple(item(n, title=f"一条足够长的新闻标题,超过二十个字符的那一种第{n}条", image=Image(f"https://news.example.cn/{n}.jpg", 1200, 675),
+                       published=NOW - timedelta(hours=n + 1)) for n in range(30))
+    return replace(FEED, address="https://feeds.example.cn/partner/k/all", items=items, hubs=("https://feeds.example.cn/hub",),
+                   description="全部文章", icon="https://news.example.cn/icon.png", **changes)
+
+
+@pytest.mark.parametrize("profile", ["msn", "flipboard", "smartnews"])
+def test_a_feed_keeping_every_rule_breaks_none(profile):
+    assert broken(profile, good_feed()) == set()
+
+
+@pytest.mark.parametrize("profile, rule, change", [
+    ("msn", "https", lambda f: f.__class__(**{**f.__dict__, "address": "http://feeds.example.cn/partner/k/all"})),
+    ("msn", "body", lambda f: with_first(f, content_html="")),
+    ("msn", "title", lambda f: with_first(f, title="太短的标题")),
+    ("msn", "title", lambda f: with_first(f, title="长" * 151)),
+    ("msn", "published", lambda f: with_first(f, published=NOW + timedelta(minutes=1))),
+    ("msn", "published", lambda f: with_first(f, published=NOW - timedelta(days=366))),
+    ("msn", "image", lambda f: with_first(f, image=None)),
+    ("msn", "image", lambda f: with_first(f, image=image(700, 500))),
+    ("flipboard", "full-text", lambda f: with_first(f, content_html="")),
+    ("flipboard", "image", lambda f: with_first(f, image=image(399, 1000))),
+    ("flipboard", "author", lambda f: with_first(f, author=None)),
+    ("flipboard", "items", lambda f: f.__class__(**{**f.__dict__, "items": f.items[:29]})),
+    ("flipboard", "push", lambda f: f.__class__(**{**f.__dict__, "hubs": ()})),
+    ("smartnews", "logo", lambda f: f.__class__(**{**f.__dict__, "icon": None, "logo": None})),
+    ("smartnews", "description", lambda f: f.__class__(**{**f.__dict__, "description": "长" * 31})),
+])
+def test_each_rule_is_broken_by_what_it_names(profile, rule, change):
+    assert broken(profile, change(good_feed())) == {rule}
+
+
+def test_a_feed_of_a_megabyte_is_too_large_for_smartnews_and_an_unsized_image_is_unknown():
+    assert broken("smartnews", good_feed(), b"x" * 1_000_000) == {"size"}
+    feed = with_first(good_feed(), image=Image("https://news.example.cn/u.jpg"))
+    (problem,) = check("msn", feed, b"", NOW, "tag:news.example.cn,2024:article:")
+    assert problem.found == "an image of unknown size (https://news.example.cn/u.jpg)" and problem.where == "all: 0"
+
+
+def with_first(feed, **changes):
+    return replace(feed, items=(replace(feed.items[0], **changes), *feed.items[1:]))
+
+
+def image(width: int, height: int):
+    return Image("https://news.example.cn/x.jpg", width, height)
