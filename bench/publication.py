@@ -21,9 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as c  # noqa: E402
 import _data  # noqa: E402
 from _serve import free_port  # noqa: E402
-from push import TOKEN, arrivals, serve, subscribe_directly  # noqa: E402
+from push import TOKEN, arrivals, receiver_process, serve, stop, subscribe_directly  # noqa: E402
 
 from feeds.store import Store  # noqa: E402
 
@@ -120,8 +117,8 @@ def main() -> None:
             c.log(f"{size:,} articles loaded in {time.perf_counter() - began:.0f} s")
             costs.append((f"{size:,}", *in_process_costs(database_url, 2000)))
             port, receiver_port = free_port(), free_port()
-            receiver = subprocess.Popen([sys.executable, str(Path(__file__).with_name("push.py")), "--receive", str(receiver_port)])
-            server = serve(folder, database_url, port, concurrency=4)
+            receiver = receiver_process(receiver_port)
+            server = serve(folder, database_url, port, '[websub]\nallow_callbacks = ["127.0.0.1/32"]\nconcurrency = 4\n')
             try:
                 subscribe_directly(database_url, port, receiver_port, 1)
                 time.sleep(1.5)
@@ -136,11 +133,7 @@ def main() -> None:
                                                       for pick in (c.median, lambda v: c.percentile(v, 0.95), max))))
                     c.log(f"{size:,} {case}: public {[round(v * 1000) for v in public]} ms, delivered {[round(v * 1000) for v in pushed]} ms")
             finally:
-                os.killpg(server.pid, signal.SIGTERM)
-                server.wait(timeout=30)
-                receiver.terminate()
-                if own:
-                    own.drop()
+                stop(server, receiver, own)
 
     print(c.header())
     print()

@@ -85,12 +85,12 @@ def arrivals(port: int) -> dict[str, float]:
 
 # -- the service -------------------------------------------------------------------------------
 
-def serve(folder: Path, database_url: str, port: int, concurrency: int) -> subprocess.Popen:
-    config = folder / "config.toml"
-    config.write_text(f'[api]\ntoken = "{TOKEN}"\n[websub]\nallow_callbacks = ["127.0.0.1/32"]\nmax_per_host = 100000\n'
-                      f"max_subscriptions = 100000\nconcurrency = {concurrency}\n", encoding="utf-8")
-    env = {**os.environ, "FEEDS_DATABASE_URL": database_url, "FEEDS_BASE_URL": f"http://127.0.0.1:{port}",
-           "FEEDS_CONFIG": str(config)}
+def serve(folder: Path, database_url: str, port: int, config: str) -> subprocess.Popen:
+    """`feeds serve` with 2 workers on ``database_url`` at ``port``, the API token set and ``config`` (TOML) added;
+    once it answers."""
+    path = folder / "config.toml"
+    path.write_text(f'[api]\ntoken = "{TOKEN}"\n{config}', encoding="utf-8")
+    env = {**os.environ, "FEEDS_DATABASE_URL": database_url, "FEEDS_BASE_URL": f"http://127.0.0.1:{port}", "FEEDS_CONFIG": str(path)}
     process = subprocess.Popen([sys.executable, "-m", "feeds", "serve", "--port", str(port), "--workers", "2"],
                                env=env, stdout=subprocess.DEVNULL, stderr=open(folder / "serve.log", "w"), start_new_session=True)
     deadline = time.monotonic() + 60
@@ -102,6 +102,20 @@ def serve(folder: Path, database_url: str, port: int, concurrency: int) -> subpr
             if time.monotonic() > deadline or process.poll() is not None:
                 raise RuntimeError(f"feeds serve did not start: {(folder / 'serve.log').read_text()[-2000:]}")
             time.sleep(0.2)
+
+
+def receiver_process(port: int) -> subprocess.Popen:
+    """The receiver (``receive``) in a process of its own, at ``port``."""
+    return subprocess.Popen([sys.executable, str(Path(__file__)), "--receive", str(port)])
+
+
+def stop(server: subprocess.Popen, receiver: subprocess.Popen, own: c.OwnPostgres | None) -> None:
+    """SIGTERM to the server's process group, the receiver ended, the benchmark's own database dropped."""
+    os.killpg(server.pid, signal.SIGTERM)
+    server.wait(timeout=30)
+    receiver.terminate()
+    if own:
+        own.drop()
 
 
 def post_article(port: int, n: int) -> None:
@@ -165,8 +179,9 @@ def main() -> None:
         folder = Path(tmp)
         database_url = own.create() if own else f"sqlite:///{folder / 'feeds.db'}"
         port, receiver_port = free_port(), free_port()
-        receiver = subprocess.Popen([sys.executable, __file__, "--receive", str(receiver_port)])
-        server = serve(folder, database_url, port, args.concurrency)
+        receiver = receiver_process(receiver_port)
+        server = serve(folder, database_url, port, f'[websub]\nallow_callbacks = ["127.0.0.1/32"]\nmax_per_host = 100000\n'
+                                                   f"max_subscriptions = 100000\nconcurrency = {args.concurrency}\n")
         rows, polls = [], []
         try:
             time.sleep(0.5)
@@ -200,11 +215,7 @@ def main() -> None:
                         polls.append((label, result["rps"], result["p50"], result["p99"]))
                         c.log(f"polling with {label} subscribers: {result['rps']:,.0f} req/s {result['bad']}")
         finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=30)
-            receiver.terminate()
-            if own:
-                own.drop()
+            stop(server, receiver, own)
 
     print(c.header())
     print()

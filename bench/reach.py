@@ -19,9 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as c  # noqa: E402
 import _data  # noqa: E402
 from _serve import free_port  # noqa: E402
-from push import TOKEN, arrivals  # noqa: E402
+from push import TOKEN, arrivals, receiver_process, serve, stop  # noqa: E402
 
 from feeds import create_app, sitemaps  # noqa: E402
 from feeds.store import Store  # noqa: E402
@@ -57,24 +54,6 @@ def build_times(database_url: str, runs: int) -> list[tuple[str, float, float, i
     finally:
         app.extensions["feeds"].store.close()
     return found
-
-
-def serve(folder: Path, database_url: str, port: int, receiver: int) -> subprocess.Popen:
-    config = folder / "config.toml"
-    config.write_text(f'[api]\ntoken = "{TOKEN}"\n[indexnow]\nkey = "{KEY}"\nendpoint = "http://127.0.0.1:{receiver}/indexnow"\n',
-                      encoding="utf-8")
-    env = {**os.environ, "FEEDS_DATABASE_URL": database_url, "FEEDS_BASE_URL": f"http://127.0.0.1:{port}", "FEEDS_CONFIG": str(config)}
-    process = subprocess.Popen([sys.executable, "-m", "feeds", "serve", "--port", str(port), "--workers", "2"], env=env,
-                               stdout=subprocess.DEVNULL, stderr=open(folder / "serve.log", "w"), start_new_session=True)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).close()
-            return process
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError(f"feeds serve did not start: {(folder / 'serve.log').read_text()[-2000:]}")
-            time.sleep(0.2)
 
 
 def pushed_after(port: int, receiver: int, name: str, scheduled: bool) -> float:
@@ -118,8 +97,8 @@ def main() -> None:
             built += [(f"{size:,}", *row) for row in build_times(database_url, args.runs)]
             c.log(f"{size:,}: {built[-3:]}")
             port, receiver = free_port(), free_port()
-            listener = subprocess.Popen([sys.executable, str(Path(__file__).with_name("push.py")), "--receive", str(receiver)])
-            server = serve(folder, database_url, port, receiver)
+            listener = receiver_process(receiver)
+            server = serve(folder, database_url, port, f'[indexnow]\nkey = "{KEY}"\nendpoint = "http://127.0.0.1:{receiver}/indexnow"\n')
             try:
                 time.sleep(1.5)
                 for scheduled in (False, True):
@@ -128,11 +107,7 @@ def main() -> None:
                     pushes.append((f"{size:,}", case, *(f"{pick(delays) * 1000:.0f}" for pick in (min, c.median, max))))
                     c.log(f"{size:,} {case}: {[round(d * 1000) for d in delays]} ms")
             finally:
-                os.killpg(server.pid, signal.SIGTERM)
-                server.wait(timeout=30)
-                listener.terminate()
-                if own:
-                    own.drop()
+                stop(server, listener, own)
 
     print(c.header())
     print()
