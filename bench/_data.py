@@ -28,6 +28,7 @@ from datetime import datetime, timedelta, timezone
 import sqlalchemy as sa
 
 from feeds.store import Store
+from feeds.store.sitemaps import Sitemaps
 from feeds.store.schema import article_categories, articles, categories, feed_versions, metadata, sources
 from feeds.text import slugify
 
@@ -159,6 +160,7 @@ def load(store: Store, data: Dataset) -> None:
         _insert(conn, feed_versions, data.scope_rows())
         for table, _ in BUCKETS:
             _insert(conn, table, data.bucket_rows(table))
+        Sitemaps.count_all(conn)  # as the article writes keep it
     if engine.dialect.name == "postgresql":
         with engine.connect() as conn:
             for table, key in (("categories", "id"), ("sources", "id"), ("articles", "pk")):  # explicit ids bypassed the sequences

@@ -34,6 +34,7 @@ from push import TOKEN, arrivals, receiver_process, serve, stop  # noqa: E402
 
 from feeds import create_app, sitemaps  # noqa: E402
 from feeds.store import Store  # noqa: E402
+from feeds.store.sitemaps import PAGE  # noqa: E402
 
 KEY = "bench-indexnow-key"
 AHEAD = 2.0
@@ -45,8 +46,8 @@ def build_times(database_url: str, runs: int) -> list[tuple[str, float, float, i
     found = []
     try:
         with app.test_request_context():
-            last = app.extensions["feeds"].store.sitemaps.pages(sitemaps.PAGE)[-1][0]
-            for name, make in (("index (/sitemap.xml)", sitemaps._index), (f"last article page ({sitemaps.PAGE:,})", lambda: sitemaps._page(last)),
+            last = app.extensions["feeds"].store.sitemaps.pages()[-1][0]
+            for name, make in (("index (/sitemap.xml)", sitemaps._index), (f"last article page ({PAGE:,})", lambda: sitemaps._page(last)),
                                ("news (48 h)", sitemaps._news)):
                 body = make()[0]
                 times = c.timed(make, runs)

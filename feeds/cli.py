@@ -22,7 +22,6 @@ from feeds.serving import compress
 from feeds.stats import report, text_table
 from feeds.text import aligned
 from feeds.services import catalog, services
-from feeds.sitemaps import PAGE
 from feeds.web import directory
 from feeds.writers import FORMATS
 from feeds.metrics import count_imports, reset_multiprocess_dir
@@ -142,7 +141,7 @@ def _site_urls(app: Any) -> list[str]:
     """Every URL a static copy serves: the index, the OPML, robots.txt and the sitemaps, each feed in every
     format with its preview, each archive page, and the static assets the pages use."""
     urls = ["/", "/feeds.opml", "/robots.txt", "/sitemap.xml", "/sitemaps/news.xml"]
-    urls += [f"/sitemaps/articles-{number}.xml" for number, _ in services().store.sitemaps.pages(PAGE)]
+    urls += [f"/sitemaps/articles-{number}.xml" for number, _ in services().store.sitemaps.pages()]
     for spec in directory().all_specs():
         urls += [f"/feeds/{spec.path}.{extension}" for extension in (*FORMATS, "html")]
         if spec.kind != "hot":

@@ -2,8 +2,8 @@
 sitemap), and the IndexNow key file.
 
 ``/sitemap.xml`` is an index of article sitemaps, each the public articles of one fixed range of
-storage order (``PAGE`` of them: under 10 MB for URLs of up to 2,000 characters once escaped, far
-under the protocol's 50,000 URLs), so a new article changes one small file, and of the news
+storage order (``store.sitemaps.PAGE`` of them: under 10 MB for URLs of up to 2,000 characters once
+escaped, far under the protocol's 50,000 URLs), so a new article changes one small file, and of the news
 sitemap: the public articles of the last ``NEWS_HOURS`` hours, at most ``NEWS_MOST``. Each is
 rendered once per content version like a feed (``RenderedFeeds.made``), so it follows every write at
 once and answers conditional requests with 304; the news sitemap is also rendered anew every
@@ -24,7 +24,6 @@ from feeds.serving import etag_of
 
 bp = Blueprint("sitemaps", __name__)
 
-PAGE = 5_000
 NEWS_HOURS = 48
 NEWS_MOST = 1_000
 NEWS_EVERY = 600
@@ -80,7 +79,7 @@ def _index() -> tuple[bytes, float | None]:
     base = services().settings.base_url
     root = etree.Element("sitemapindex", nsmap={None: SITEMAP})
     changes = []
-    for number, changed in services().store.sitemaps.pages(PAGE):
+    for number, changed in services().store.sitemaps.pages():
         _entry(root, "sitemap", f"{base}/sitemaps/articles-{number}.xml", changed)
         changes.append(changed)
     newest = services().store.sitemaps.news(_news_since(), 1)
@@ -89,7 +88,7 @@ def _index() -> tuple[bytes, float | None]:
 
 
 def _page(number: int) -> tuple[bytes, float] | None:
-    found = services().store.sitemaps.page(number, PAGE) if number >= 1 else []
+    found = services().store.sitemaps.page(number) if number >= 1 else []
     if not found:
         return None
     root = etree.Element("urlset", nsmap={None: SITEMAP})

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from lxml import etree
 
 from feeds import create_app, sitemaps
+from feeds.store import sitemaps as store_sitemaps
 from feeds.config import load_settings
 from feeds.errors import ConfigError
 from feeds.store.schema import push_queue
@@ -84,7 +85,7 @@ def test_robots_names_the_sitemaps_by_absolute_url(reach):
 
 
 def test_every_public_article_is_listed_once_in_pages_that_a_new_article_leaves_alone(reach, monkeypatch):
-    monkeypatch.setattr(sitemaps, "PAGE", 2)
+    monkeypatch.setattr(store_sitemaps, "PAGE", 2)
     client = reach.test_client()
     post(client, *(news(n) for n in range(1, 6)), news(7, url="https://news.example.cn/n/1.html"))  # a URL twice
     urls = listed(client)
@@ -267,3 +268,45 @@ def test_the_newsroom_sees_the_pushes(reach, subscribers):
 def test_bad_push_settings_name_the_key(section, values, says):
     with pytest.raises(ConfigError, match=says.replace("[", r"\[").replace("]", r"\]")):
         load_settings(overrides={section: values}, environ={})
+
+
+def test_the_kept_sitemap_pages_equal_a_fresh_count_after_every_kind_of_change(database_url, monkeypatch):
+    """Creates, edits (a new time, a new URL), deletes, scheduling and expiry: the pages kept by the writes are what
+    counting every article again gives."""
+    from feeds.store import Store
+    from feeds.store.sitemaps import Sitemaps
+
+    monkeypatch.setattr(store_sitemaps, "PAGE", 3)
+    store = Store(database_url)
+    store.migrate()
+    try:
+        now = datetime.now(timezone.utc)
+        from feeds.model import Article
+
+        def made(n: int, **changes) -> Article:
+            fields = {"id": f"a{n}", "url": f"https://news.example.cn/{n}.html", "title": f"第{n}条",
+                      "published": now - timedelta(hours=n), "category": ("热点",), **changes}
+            return Article(**fields)
+
+        def kept_equals_fresh() -> None:
+            kept = store.sitemaps.pages()
+            with store.db.engine.begin() as conn:
+                Sitemaps.count_all(conn)
+            assert kept == store.sitemaps.pages()
+
+        store.articles.upsert([made(n) for n in range(10)], now=now)
+        kept_equals_fresh()
+        store.articles.upsert([made(1, published=now - timedelta(minutes=1)), made(4, url="https://news.example.cn/new4.html"),
+                               made(7, published=now + timedelta(hours=1)), made(8, expires=now + timedelta(minutes=5))], now=now)
+        kept_equals_fresh()
+        assert store.articles.delete("a2") and store.articles.delete("a5")
+        kept_equals_fresh()
+        store.articles.release(now + timedelta(hours=2))  # a7 joins, a8 leaves
+        kept_equals_fresh()
+        assert [number for number, _ in store.sitemaps.pages()] == [1, 2, 3, 4]
+        store.articles.upsert([made(n, expires=now + timedelta(minutes=1)) for n in (6, 7)], now=now)
+        store.articles.release(now + timedelta(hours=3))  # page 3 (a6, a7, a8: pks 7 to 9) is empty now
+        kept_equals_fresh()
+        assert [number for number, _ in store.sitemaps.pages()] == [1, 2, 4]
+    finally:
+        store.close()

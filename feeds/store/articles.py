@@ -27,6 +27,7 @@ from feeds.store.database import Database, chunks, free_slug, storable
 from feeds.store.rows import article_select, image_columns, pks, to_article
 from feeds.store.outbox import Outbox
 from feeds.store.search import Indexed, Search
+from feeds.store.sitemaps import Sitemaps
 from feeds.store.labels import Labels, Named, label_scope, labels_of, stored_labels
 from feeds.store.schema import (EXPIRED, EXPIRING, PUBLIC, SCHEDULED, article_categories, articles, categories, reads_daily, reads_hourly, reads_minutely, sources)
 from feeds.store.versions import FeedVersions, Membership, category_scope, shown, source_scope
@@ -76,8 +77,8 @@ class Articles:
             public = _Public(conn, self, datetime.now(timezone.utc), {}, self.labels.ensure(conn, stored_labels(old)))
             if old["status"] == "published":
                 public.leave(old)
-            public.finish()
             conn.execute(articles.delete().where(articles.c.pk == row.pk))
+            public.finish()  # after the delete: its sitemap page is counted without it
             return True
 
         return self.db.write(delete)
@@ -378,6 +379,7 @@ class _Public:
     label_ids: dict[Named, tuple[int, str]]  # (id, slug) of every label joined or left
     joined: set[str] = field(default_factory=set)  # article URLs, for the search engines (store.outbox)
     left: set[str] = field(default_factory=set)
+    moved: set[int] = field(default_factory=set)  # pks of the articles that joined or left: their sitemap pages change
     closure: list[dict[str, Any]] = field(default_factory=list)
     labelled: list[dict[str, Any]] = field(default_factory=list)
     indexed: dict[int, Indexed] = field(default_factory=dict)  # what keyword search must find anew
@@ -400,6 +402,7 @@ class _Public:
         )
         self.indexed[pk] = Indexed.of(article)
         self.joined.add(article.url)
+        self.moved.add(pk)
         self._touch(row, labels_of(article), self.added)
 
     def leave(self, row: dict[str, Any], keep_reads: bool = False) -> None:
@@ -414,6 +417,7 @@ class _Public:
             for table in (reads_minutely, reads_hourly, reads_daily):
                 self.conn.execute(table.delete().where(table.c.article_pk == pk))
         self.left.add(row["url"])
+        self.moved.add(pk)
         self._touch(row, stored_labels(row), self.removed)
 
     def flush(self) -> None:
@@ -426,6 +430,7 @@ class _Public:
     def finish(self) -> None:
         self.flush()
         self.owner.search.index(self.conn, self.indexed, self.unindexed)
+        Sitemaps.recount(self.conn, self.moved)
         self.owner.outbox.enqueue(self.conn, {url: "update" if url in self.left else "new" for url in self.joined}
                                   | {url: "delete" for url in self.left - self.joined}, self.now)
         if self.added or self.removed:

@@ -367,3 +367,17 @@ push_engines = sa.Table(
     sa.Column("last_error_at", UTCDateTime, nullable=True),
     sa.Column("remain", sa.BigInteger, nullable=True),  # what the engine said is left of its quota (Baidu)
 )
+
+
+# == sitemap pages (sitemaps.py) =====================================================
+# Each page of the article sitemaps (a fixed range of storage order), with the last change to
+# its public articles and how many there are: kept by the transaction that changes the public
+# view (articles.py), so the sitemap index reads a row a page, not every article.
+
+sitemap_pages = sa.Table(
+    "sitemap_pages",
+    metadata,
+    sa.Column("page", sa.Integer, primary_key=True),
+    sa.Column("changed", UTCDateTime, nullable=False),
+    sa.Column("articles", sa.Integer, nullable=False),
+)
