@@ -379,7 +379,8 @@ class _Public:
     label_ids: dict[Named, tuple[int, str]]  # (id, slug) of every label joined or left
     joined: set[str] = field(default_factory=set)  # article URLs, for the search engines (store.outbox)
     left: set[str] = field(default_factory=set)
-    moved: set[int] = field(default_factory=set)  # pks of the articles that joined or left: their sitemap pages change
+    arrived: dict[int, datetime] = field(default_factory=dict)  # pk: last change of each article that joined, and
+    departed: set[int] = field(default_factory=set)  # the pk of each that left: their sitemap pages change
     closure: list[dict[str, Any]] = field(default_factory=list)
     labelled: list[dict[str, Any]] = field(default_factory=list)
     indexed: dict[int, Indexed] = field(default_factory=dict)  # what keyword search must find anew
@@ -402,7 +403,7 @@ class _Public:
         )
         self.indexed[pk] = Indexed.of(article)
         self.joined.add(article.url)
-        self.moved.add(pk)
+        self.arrived[pk] = row["updated"] or row["published"]  # as the sitemap counts it: sitemaps._CHANGED
         self._touch(row, labels_of(article), self.added)
 
     def leave(self, row: dict[str, Any], keep_reads: bool = False) -> None:
@@ -417,7 +418,8 @@ class _Public:
             for table in (reads_minutely, reads_hourly, reads_daily):
                 self.conn.execute(table.delete().where(table.c.article_pk == pk))
         self.left.add(row["url"])
-        self.moved.add(pk)
+        self.departed.add(pk)
+        self.arrived.pop(pk, None)
         self._touch(row, stored_labels(row), self.removed)
 
     def flush(self) -> None:
@@ -430,7 +432,7 @@ class _Public:
     def finish(self) -> None:
         self.flush()
         self.owner.search.index(self.conn, self.indexed, self.unindexed)
-        Sitemaps.recount(self.conn, self.moved)
+        Sitemaps.recount(self.conn, self.arrived, self.departed)
         self.owner.outbox.enqueue(self.conn, {url: "update" if url in self.left else "new" for url in self.joined}
                                   | {url: "delete" for url in self.left - self.joined}, self.now)
         if self.added or self.removed:

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from feeds.model import Article
@@ -58,10 +59,25 @@ class Sitemaps:
     # -- inside a write transaction ---------------------------------------------------
 
     @staticmethod
-    def recount(conn: Connection, pks: Iterable[int]) -> None:
-        """Count again the pages of the articles ``pks``, which joined or left the public view: one range of the
-        primary key each."""
-        for number in sorted({(pk - 1) // PAGE + 1 for pk in pks}):
+    def recount(conn: Connection, joined: dict[int, datetime], left: Iterable[int]) -> None:
+        """Keep the pages of the articles that joined the public view (pk: last change) or left it. A page only
+        joined is added to (the common case, a new article: one upsert); a page something left is counted again
+        (its last change may be earlier now), one range of the primary key."""
+        recounted = {(pk - 1) // PAGE + 1 for pk in left}
+        added: dict[int, tuple[int, datetime]] = {}
+        for pk, changed in joined.items():
+            number = (pk - 1) // PAGE + 1
+            if number not in recounted:
+                count, latest = added.get(number, (0, changed))
+                added[number] = (count + 1, max(latest, changed))
+        for number, (count, changed) in sorted(added.items()):
+            insert = (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(sitemap_pages)
+            conn.execute(insert.values(page=number, changed=changed, articles=count).on_conflict_do_update(
+                index_elements=["page"],
+                set_={"articles": sitemap_pages.c.articles + insert.excluded.articles,
+                      "changed": sa.case((insert.excluded.changed > sitemap_pages.c.changed, insert.excluded.changed),
+                                         else_=sitemap_pages.c.changed)}))
+        for number in sorted(recounted):
             changed, count = conn.execute(
                 sa.select(sa.func.max(_CHANGED), sa.func.count())
                 .where(PUBLIC, articles.c.pk > (number - 1) * PAGE, articles.c.pk <= number * PAGE)
