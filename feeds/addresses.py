@@ -103,6 +103,13 @@ def query_value(query_string: str, wanted: str) -> str | None:
     return next((value for name, value in parse_qsl(text, keep_blank_values=True, errors="replace") if name == wanted), None)
 
 
+def partner_address(settings: Settings, key: str, path: str, variant: str | None = None) -> tuple[str, str]:
+    """Where the partner holding ``key`` reads the feed at ``path``, without extension, and its query string:
+    ``<base URL>/partner/<key>/<published path>``."""
+    published_path, query = public_path(path, variant)
+    return f"{settings.base_url}/partner/{key}/{published_path}", query
+
+
 def partner_of(key: str, settings: Settings) -> tuple[str, PartnerSettings] | None:
     """The partner (its name and settings) whose key ``key`` is, every key compared in constant time."""
     found = None

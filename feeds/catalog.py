@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Literal
 from urllib.parse import quote
 
-from feeds.addresses import feed_address, hub_address, public_path, search_terms
+from feeds.addresses import feed_address, hub_address, partner_address, public_path, search_terms
 from feeds.config import PartnerSettings, Settings
 from feeds.model import Article, Category, Feed, History, Item, Label, Source
 from feeds.store import Store
@@ -253,8 +253,8 @@ class Catalog:
             return None
         feed = self.build(spec, limit, variant=variant)
         items = feed.items if partner.content == "full" else tuple(replace(item, content_html="") for item in feed.items)
-        published_path, query = public_path(path, variant)
-        return replace(feed, address=f"{self.settings.base_url}/partner/{key}/{published_path}", query=query, items=items)
+        address, query = partner_address(self.settings, key, path, variant)
+        return replace(feed, address=address, query=query, items=items)
 
     def _items(self, articles: list[Article], title_prefixes: list[str]) -> tuple[Item, ...]:
         return tuple(map(self._item, articles, title_prefixes, self.store.labels.of(articles)))

@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 
 from flask import Blueprint, Response, abort, request
 
-from feeds.addresses import partner_limit, partner_of, public_path
+from feeds.addresses import partner_address, partner_limit, partner_of
 from feeds.metrics import PARTNER_POLLS
 from feeds.profiles import Problem, check
 from feeds.responses import answer, negotiated_encoding
@@ -48,8 +48,7 @@ def keyed_feed(key: str, feed_path: str) -> Response:
     except ValueError as exc:
         abort(400, description=str(exc))
     variant = requested_variant()
-    published_path, query = public_path(path, variant)
-    address = f"{svc.settings.base_url}/partner/{key}/{published_path}"
+    address, query = partner_address(svc.settings, key, path, variant)
     encoding = negotiated_encoding(request.environ.get("HTTP_ACCEPT_ENCODING", ""))
     rendered = svc.feeds.partner(name, partner, key, path, extension, limit, encoding, variant=variant)
     if rendered is None:

@@ -144,11 +144,11 @@ class Baidu:
 
     def _quota_spent(self, now: datetime) -> bool:
         """Whether Baidu said, today (Beijing time), that no new URL is left of its daily quota."""
-        state = next((state for state in self.store.outbox.states() if state.engine == self.name), None)
-        if state is None or state.remain is None or state.remain > 0 or state.last_sent is None:
+        remain, last_sent = self.store.outbox.quota(self.name)
+        if remain is None or remain > 0 or last_sent is None:
             return False
         tz = self.settings.tz
-        return state.last_sent.astimezone(tz).date() == now.astimezone(tz).date()
+        return last_sent.astimezone(tz).date() == now.astimezone(tz).date()
 
 
 class Pusher:

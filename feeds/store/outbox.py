@@ -153,6 +153,12 @@ class Outbox:
 
         self.db.write(record)
 
+    def quota(self, engine: str) -> tuple[int | None, datetime | None]:
+        """What ``engine`` last said is left of its quota, and when it last took URLs (one row, read by key)."""
+        with self.db.read() as conn:
+            row = conn.execute(sa.select(push_engines.c.remain, push_engines.c.last_sent).where(push_engines.c.engine == engine)).first()
+        return (row.remain, row.last_sent) if row else (None, None)
+
     def states(self) -> list[EngineState]:
         """Each configured engine: how many URLs wait, what was sent and given up, the last error."""
         with self.db.read() as conn:
