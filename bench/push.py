@@ -130,20 +130,18 @@ def post_article(port: int, n: int) -> None:
 
 def subscribe_directly(database_url: str, port: int, receiver: int, count: int) -> None:
     """``count`` confirmed subscriptions of /feeds/all.rss, owed nothing yet; all others removed."""
-    import sqlalchemy as sa
 
     from feeds.store import Store
-    from feeds.store.schema import feed_versions, websub_subscriptions
+    from feeds.store.schema import websub_subscriptions
 
     store = Store(database_url)
     topic = f"http://127.0.0.1:{port}/feeds/all.rss"
     now = datetime.now(timezone.utc)
     with store.db.engine.begin() as conn:
-        version = conn.scalar(sa.select(feed_versions.c.version).where(feed_versions.c.scope == "all")) or 0
         conn.execute(websub_subscriptions.delete())
         rows = [{"key": hashlib.sha256(f"{topic}\n{n}".encode()).hexdigest(), "topic": topic,
                  "callback": f"http://127.0.0.1:{receiver}/s{n}", "host": "127.0.0.1", "feed": "all", "scope": "all",
-                 "secret": None, "expires": now + timedelta(days=10), "delivered_version": version, "due": now, "attempts": 0}
+                 "secret": None, "expires": now + timedelta(days=10)}
                 for n in range(count)]
         for start in range(0, len(rows), 1000):
             conn.execute(websub_subscriptions.insert(), rows[start:start + 1000])

@@ -24,7 +24,8 @@ log = logging.getLogger("feeds")
 def create_app(config: Settings | Mapping[str, Any] | None = None, background: bool = False) -> Flask:
     """The WSGI app. ``config`` is a ``Settings``, or overrides nested like config.toml. With ``background``,
     this process also does the work beside the requests: publishing scheduled articles on time, expiring
-    others, the WebSub hub's verifications and deliveries, and the pushes to search engines. A serving process does, where the app is
+    others, and sending the outbox (the WebSub hub's verifications and deliveries, pings of other hubs, pushes to
+    search engines). A serving process does, where the app is
     made in each worker (as ``feeds serve`` does; gunicorn without ``--preload``)."""
     settings = config if isinstance(config, Settings) else load_settings(overrides=config)
     app = Flask(__name__)
@@ -48,8 +49,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, background: b
     services.store.time_queries(QUERY_SECONDS.observe)
     if background:
         services.schedule.start()
-        services.hub.start()
-        services.pusher.start()
+        services.sender.start()
     _register_errors(app)
     register_request_log(app)
     app.wsgi_app = web.FastPolls(app.wsgi_app, services)  # type: ignore[method-assign]

@@ -1,6 +1,5 @@
-"""Work beside the requests, a thread of each kind per process: the schedule (``schedule.py``), the
-hub's verifications and deliveries (``websub/delivery.py``) and the pushes to search engines
-(``reach.py``). Each starts once in every process that serves (a server may fork after the app is
+"""Work beside the requests, a thread of each kind per process: the schedule (``schedule.py``) and the
+outbox's sender, a thread per channel (``outbox.py``). Each starts once in every process that serves (a server may fork after the app is
 made), and a round of it that fails is logged and tried again shortly, never ending the thread.
 """
 from __future__ import annotations

@@ -261,8 +261,8 @@ def _size(stream: IO[str]) -> int | None:
 
 
 def _finish(services: Services, report: Report) -> None:
-    if not services.publisher.wait():
-        click.echo("Some WebSub hubs were not told of the changes in time.", err=True)
+    if not services.sender.drain(seconds=30):
+        click.echo("Some pushes (hub deliveries, pings, search engines) are still queued: the service sends them.", err=True)
     for number, reason in report.rejected:
         click.echo(f"line {number}: {reason}", err=True)
     click.echo(report.summary())

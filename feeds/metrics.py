@@ -57,8 +57,8 @@ RENDERED_CACHE = Counter("feeds_rendered_cache_total", "Rendered-feed lookups: h
 CACHE_HITS, CACHE_MISSES = RENDERED_CACHE.labels("hit"), RENDERED_CACHE.labels("miss")
 IMPORTED = Counter("feeds_articles_imported_total", "Articles imported, by way in (api, cli) and result.", ["via", "result"])
 PARTNER_POLLS = Counter("feeds_partner_polls_total", "Polls of partner feeds, by partner and status.", ["partner", "status"])
-PUSHES = Counter("feeds_pushes_total", "Article URLs pushed to search engines, by engine and result "
-                 "(sent, failed: tried again later, deferred: quota spent, given_up).", ["engine", "result"])
+PUSHES = Counter("feeds_pushes_total", "Pushes sent from the outbox, by channel and result (sent, failed: tried again "
+                 "later, deferred: quota spent, given_up, dropped: nothing left to send).", ["channel", "result"])
 
 access_log = logging.getLogger("feeds.access")
 
@@ -189,9 +189,9 @@ class _Scrape(Collector):
         except StoreUnavailable:
             return
         yield GaugeMetricFamily("feeds_articles_stored", "Articles in the store.", value=count)
-        queued = GaugeMetricFamily("feeds_pushes_queued", "Article URLs waiting to be pushed, by search engine.", labels=["engine"])
+        queued = GaugeMetricFamily("feeds_pushes_queued", "Pushes waiting in the outbox, by channel.", labels=["channel"])
         for state in self.store.outbox.states():
-            queued.add_metric([state.engine], state.queued)
+            queued.add_metric([state.channel], state.queued)
         yield queued
 
 

@@ -157,35 +157,24 @@ class Intent:
     mode: str  # "subscribe" or "unsubscribe"
     secret: str | None
     lease_seconds: int
-    # The topic's content version when the hub claimed the request to verify it: a change after that is owed to
+    # The topic's content version when the hub read the request to verify it: a change after that is owed to
     # the new subscriber, even one made while its callback was being asked.
     version: int = 0
+    requested: datetime | None = None  # when it was made: a request made anew meanwhile is asked about in turn
 
 
 @dataclass(frozen=True)
 class Owed:
-    """A WebSub subscription whose topic changed since it was last sent: the content at ``version`` is owed."""
+    """A WebSub subscription owed its topic's content at ``version`` (the newest), unless it has those bytes."""
 
     key: str
     topic: str
     callback: str
     secret: str | None
     feed: str
+    scope: str
     version: int
     delivered_etag: str | None
-    attempts: int
-    failing_since: datetime | None
-
-
-@dataclass(frozen=True)
-class Sent:
-    """What became of a delivery: ``delivered``, ``unchanged`` (the bytes were sent already), ``failed``
-    (tried again at ``retry_at``), ``given_up`` or ``gone`` (410: the subscription ends)."""
-
-    owed: Owed
-    result: str
-    etag: str | None = None
-    retry_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Publishing on time: articles join the public outputs when their ``published`` time comes, and
 leave them when their ``expires`` time comes.
 
-Each serving process runs one thread of it (beside the WebSub hub's, see ``feeds.app``). It
+Each serving process runs one thread of it (beside the outbox's sender, see ``feeds.app``). It
 asks the store when the next article falls due (``Articles.next_due``: the first entry of
 one of two small indexes) at most once a second, sleeps until then when that is sooner, and
 moves what has fallen due (``Articles.release``) in one transaction: the scopes it touched are

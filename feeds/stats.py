@@ -174,7 +174,7 @@ def stats_page() -> Response:
     services = current_services()
     rows = report(services.stats, services.catalog, services.store.subscriptions)
     body = render_template("stats.html", rows=rows, site=services.settings.site, days=TREND_DAYS, sparkline=sparkline,
-                           engines=services.store.outbox.states(), tz=services.settings.tz)
+                           channels=services.store.outbox.states(), tz=services.settings.tz)
     return Response(body, mimetype="text/html")
 
 

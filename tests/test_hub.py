@@ -2,7 +2,8 @@
 HTTP servers on loopback (allowed by ``websub.allow_callbacks``, as in a deployment that lets a
 reader inside its own network subscribe).
 
-``Distributor.work_once`` is called by the tests themselves, so every step is deterministic.
+The hub's work is queued in the outbox; ``Sender.work_once`` is called by the tests themselves, so every step
+is deterministic.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import pytest
 import sqlalchemy as sa
 
 from feeds import create_app
-from feeds.store.schema import websub_days, websub_intents, websub_subscriptions
+from feeds.store.schema import outbox, websub_days, websub_intents, websub_subscriptions
 from tests.conftest import article, make_settings
 
 BASE = "http://feeds.test"
@@ -127,9 +128,9 @@ def post_article(client: Any, **changes: Any) -> None:
     assert response.status_code in (200, 201), response.get_json()
 
 
-def work(app: Any) -> None:
-    """Everything the hub owes, done now."""
-    while app.extensions["feeds"].hub.work_once():
+def work(app: Any, now: datetime | None = None) -> None:
+    """Everything the hub owes, done now (or what is due by ``now``)."""
+    while app.extensions["feeds"].sender.work_once(now):
         pass
 
 
@@ -230,19 +231,24 @@ def test_a_secret_signs_every_delivery(hub_app, subscribers):
 
 def test_a_failing_subscriber_is_retried_and_gets_only_the_newest_content(hub_app, subscribers):
     client = answering(hub_app, subscribers, "flaky", 503)
-    (failing,) = rows(hub_app, websub_subscriptions)
-    assert failing.attempts == 1 and failing.failing_since is not None
+    (failing,) = rows(hub_app, outbox)
+    assert (failing.channel, failing.attempts) == ("delivery", 1) and failing.failing_since is not None
     assert timedelta(seconds=1) <= failing.due - failing.failing_since <= timedelta(seconds=3)  # the first retry within seconds
+    assert rows(hub_app, websub_subscriptions)[0].failing_since is not None  # shown as failing
     post_article(client, id="2", url="https://news.example.cn/2.html", title="更新的")
+    work(hub_app)
+    assert len(subscribers["flaky"].deliveries) == 1  # news merged into the queued delivery waits for its pause
+    (merged,) = rows(hub_app, outbox)
+    assert merged.due == failing.due and merged.attempts == 1
     with hub_app.extensions["feeds"].store.db.engine.begin() as conn:  # the pause is over
-        conn.execute(websub_subscriptions.update().values(due=datetime.now(timezone.utc) - timedelta(seconds=1)))
+        conn.execute(outbox.update().values(due=datetime.now(timezone.utc) - timedelta(seconds=1)))
     subscribers["flaky"].status = 200
     work(hub_app)
     deliveries = subscribers["flaky"].deliveries
     assert len(deliveries) == 2  # the failed one, then one with both articles: not one per change
     assert [e.title for e in feedparser.parse(deliveries[1][1]).entries] == ["更新的", article()["title"]]
     (healthy,) = rows(hub_app, websub_subscriptions)
-    assert healthy.attempts == 0 and healthy.failing_since is None
+    assert healthy.failing_since is None and rows(hub_app, outbox) == []
     (day,) = rows(hub_app, websub_days)
     assert (day.delivered, day.failed) == (1, 1)
 
@@ -251,17 +257,20 @@ def test_failures_are_given_up_after_retry_seconds(database_url, subscribers, ca
     app = create_app(hub_settings(database_url, retry_seconds=1))
     app.config["TESTING"] = True
     answering(app, subscribers, "down", 500)
-    with app.extensions["feeds"].store.db.engine.begin() as conn:
-        conn.execute(websub_subscriptions.update().values(due=datetime.now(timezone.utc),
-                                                          failing_since=datetime.now(timezone.utc) - timedelta(seconds=5)))
+    with app.extensions["feeds"].store.db.engine.begin() as conn:  # as if it had been failing for 5 seconds
+        long_ago = datetime.now(timezone.utc) - timedelta(seconds=5)
+        conn.execute(outbox.update().values(due=datetime.now(timezone.utc), failing_since=long_ago))
+        conn.execute(websub_subscriptions.update().values(failing_since=long_ago))
     work(app)
     assert len(subscribers["down"].deliveries) == 2
     assert "gave up sending http://feeds.test/feeds/all.rss" in caplog.text
     (kept,) = rows(app, websub_subscriptions)
-    version = app.extensions["feeds"].store.versions.current("all")
-    assert kept.delivered_version == version and kept.failing_since is not None  # owed nothing more; shown as failing
+    assert kept.failing_since is not None and rows(app, outbox) == []  # owed nothing more; shown as failing
     work(app)
     assert len(subscribers["down"].deliveries) == 2
+    post_article(app.test_client(), id="2", url="https://news.example.cn/2.html")
+    work(app)  # a subscriber given up on gets one try of the next change, not another day of them
+    assert len(subscribers["down"].deliveries) == 3 and rows(app, outbox) == []
     app.extensions["feeds"].store.close()
 
 
@@ -345,6 +354,8 @@ def test_each_topic_gets_its_own_bytes(hub_app, subscribers):
     post_article(client, id="2", url="https://news.example.cn/2.html")
     client.post("/api/views", json=[{"id": "2", "count": 3}], headers={"Authorization": "Bearer s3cret"})
     work(hub_app)
+    assert subscribers["hot"].deliveries == []  # the hot lists, which every read moves, are sent once a minute
+    work(hub_app, datetime.now(timezone.utc) + timedelta(seconds=60))
     for name, topic in (("rss", "category/redian.rss"), ("atom", "source/hulianwang.atom"), ("hot", "hot/daily.json")):
         assert subscribers[name].deliveries[-1][1] == client.get(f"/feeds/{topic}").get_data(), name
 
@@ -466,10 +477,10 @@ def test_the_newsroom_sees_subscribers_by_service_and_deliveries(hub_app, subscr
     subscribers["down"].status = 500
     subscribe(client, f"{subscribers.url}/waiting")  # not confirmed yet
     post_article(client, id="2", url="https://news.example.cn/2.html")
-    subscriptions = hub_app.extensions["feeds"].store.subscriptions  # deliveries only: "waiting" stays unconfirmed
-    owed = subscriptions.claim_owed(datetime.now(timezone.utc), 100, timedelta(seconds=30))
-    sent = [hub_app.extensions["feeds"].hub._deliver(item) for item in owed]
-    subscriptions.record(sent, datetime.now(timezone.utc), datetime.now(hub_app.extensions["feeds"].settings.tz).date())
+    sender = hub_app.extensions["feeds"].sender  # deliveries only: "waiting" stays unconfirmed
+    topic, delivery = [channel for channel in sender.channels if channel.name in ("topic", "delivery")]
+    sender._batch(topic)
+    sender._batch(delivery)
     client.get("/feeds/all.rss", headers={"User-Agent": "Feedly/1.0 (+http://www.feedly.com/fetcher.html; 123 subscribers)"})
     client.get("/feeds/all.rss", headers={"User-Agent": "newsboat/2.30"}, environ_base={"REMOTE_ADDR": "192.0.2.7"})
     body = client.get("/admin/stats.json", headers={"Authorization": "Bearer s3cret"}).get_json()

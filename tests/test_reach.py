@@ -1,7 +1,7 @@
 """Reach: robots.txt, the sitemaps, and the pushes to IndexNow and Baidu, against local fake endpoints.
 
 The fakes are ``test_hub.Subscribers``: an HTTP server on loopback whose paths each note the requests
-they get and answer as a test says. ``Pusher.work_once`` is called by the tests themselves.
+they get and answer as a test says. ``Sender.work_once`` is called by the tests themselves.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from feeds import create_app, sitemaps
 from feeds.store import sitemaps as store_sitemaps
 from feeds.config import load_settings
 from feeds.errors import ConfigError
-from feeds.store.schema import push_queue
+from feeds.store.schema import outbox
 from tests import test_hub
 from tests.conftest import article, make_settings
 
@@ -56,7 +56,7 @@ def news(n: int, **changes) -> dict:
 
 
 def push(app, now: datetime | None = None) -> None:
-    while app.extensions["feeds"].pusher.work_once(now):
+    while app.extensions["feeds"].sender.work_once(now):
         pass
 
 
@@ -180,7 +180,7 @@ def test_baidu_gets_new_edited_and_deleted_urls_at_their_own_paths(reach, subscr
     push(reach)
     assert [body for _, body in subscribers["baidu/update"].deliveries] == [b"https://news.example.cn/n/1.html"]
     assert [body for _, body in subscribers["baidu/del"].deliveries] == [b"https://news.example.cn/n/2.html"]
-    (state,) = [state for state in reach.extensions["feeds"].store.outbox.states() if state.engine == "baidu"]
+    (state,) = [state for state in reach.extensions["feeds"].store.outbox.states() if state.channel == "baidu"]
     assert (state.queued, state.sent, state.failed, state.remain) == (0, 4, 0, 99998)
 
 
@@ -197,7 +197,7 @@ def test_baidu_quota_spent_holds_new_urls_until_the_next_beijing_day(reach, subs
     assert len(subscribers["baidu/urls"].deliveries) == 1  # the quota is spent: n3 waits
     assert subscribers["baidu/update"].deliveries[-1][1] == b"https://news.example.cn/n/1.html"  # edits still go
     with reach.extensions["feeds"].store.db.engine.connect() as conn:
-        (due,) = conn.execute(sa.select(push_queue.c.due).where(push_queue.c.engine == "baidu")).scalars().all()
+        (due,) = conn.execute(sa.select(outbox.c.due).where(outbox.c.channel == "baidu")).scalars().all()
     local = due.astimezone(BEIJING)
     assert (local.hour, local.minute) == (0, 0) and local.date() == datetime.now(BEIJING).date() + timedelta(days=1)
 
@@ -208,12 +208,12 @@ def test_failures_are_retried_with_backoff_or_given_up(reach, subscribers, statu
     subscribers["indexnow"].status = status
     subscribers["indexnow"].headers = headers
     before = datetime.now(timezone.utc)
-    with caplog.at_level(logging.WARNING, "feeds.reach"):
+    with caplog.at_level(logging.WARNING):
         post(client, news(1))
         push(reach)
     with reach.extensions["feeds"].store.db.engine.connect() as conn:
-        rows = conn.execute(sa.select(push_queue).where(push_queue.c.engine == "indexnow")).all()
-    (state,) = [state for state in reach.extensions["feeds"].store.outbox.states() if state.engine == "indexnow"]
+        rows = conn.execute(sa.select(outbox).where(outbox.c.channel == "indexnow")).all()
+    (state,) = [state for state in reach.extensions["feeds"].store.outbox.states() if state.channel == "indexnow"]
     assert f"HTTP {status}" in state.last_error
     if kept is None:
         assert rows == [] and state.failed == 1 and "gave up" in caplog.text
@@ -223,9 +223,9 @@ def test_failures_are_retried_with_backoff_or_given_up(reach, subscribers, statu
         subscribers["indexnow"].status = 200
         push(reach)  # not due yet: nothing more is sent
         assert len(subscribers["indexnow"].deliveries) == 1
-        reach.extensions["feeds"].pusher.work_once(now=row.due + timedelta(seconds=1))
+        reach.extensions["feeds"].sender.work_once(now=row.due + timedelta(seconds=1))
         assert len(subscribers["indexnow"].deliveries) == 2
-        (state,) = [state for state in reach.extensions["feeds"].store.outbox.states() if state.engine == "indexnow"]
+        (state,) = [state for state in reach.extensions["feeds"].store.outbox.states() if state.channel == "indexnow"]
         assert state.sent == 1 and state.queued == 0
 
 
@@ -250,12 +250,12 @@ def test_the_newsroom_sees_the_pushes(reach, subscribers):
     post(client, news(1))
     push(reach)
     page = client.get("/admin/stats", headers=TOKEN).get_data(as_text=True)
-    assert "搜索引擎推送" in page and "IndexNow" in page and "百度" in page and "99998" in page
+    assert "推送" in page and "IndexNow" in page and "百度" in page and "99998" in page
     pushes = client.get("/admin/stats.json", headers=TOKEN).get_json()["pushes"]
-    assert {entry["engine"]: entry["sent"] for entry in pushes} == {"indexnow": 1, "baidu": 1}
+    assert {entry["channel"]: entry["sent"] for entry in pushes if entry["channel"] in ("indexnow", "baidu")} == {"indexnow": 1, "baidu": 1}
     metrics = client.get("/metrics").get_data(as_text=True)
-    assert 'feeds_pushes_queued{engine="indexnow"} 0.0' in metrics
-    assert 'feeds_pushes_total{engine="baidu",result="sent"}' in metrics
+    assert 'feeds_pushes_queued{channel="indexnow"} 0.0' in metrics
+    assert 'feeds_pushes_total{channel="baidu",result="sent"}' in metrics
 
 
 @pytest.mark.parametrize("section, values, says", [

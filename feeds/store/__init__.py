@@ -19,8 +19,9 @@ narrow face and a module of its own:
   each is owed;
 - ``store.sitemaps`` (``sitemaps.py``): every public article's URL in pages, and the newest for
   a news sitemap;
-- ``store.outbox`` (``outbox.py``): what each search engine is still to be told, queued by the
-  article writes.
+- ``store.outbox`` (``outbox.py``): every push still to be made (the hub's confirmations and
+  deliveries, pings of other hubs, search engines told of article URLs), queued by the writes
+  that owe them.
 
 ``schema.py`` holds every table, ``database.py`` the engine, transactions and migrations
 (Alembic, in ``migrations/``), ``rows.py`` the reading of an article's row as an ``Article``. Reads come back as domain objects from ``feeds.model``.
@@ -29,12 +30,12 @@ and a module here, hung off ``Store``.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from feeds.store.articles import Articles, Outcome
 from feeds.store.database import Database
 from feeds.store.labels import Labels
-from feeds.store.outbox import Outbox
+from feeds.store.outbox import Destinations, Outbox
 from feeds.store.search import Search
 from feeds.store.sitemaps import Sitemaps
 from feeds.store.polls import PollStats
@@ -57,22 +58,21 @@ class Store:
         label_slugs: dict[str, dict[str, str]] | None = None,
         on_change: Callable[[set[str]], None] | None = None,
         recheck_seconds: float = 0,
-        push_engines: Sequence[str] = (),
+        destinations: Destinations = Destinations(),
     ):
         """``on_change`` is called after each committed write with the feed scopes it changed.
         A feed version read is trusted for ``recheck_seconds`` (see ``FeedVersions.current``).
-        ``push_engines`` are the search engines each article URL is queued for as it joins or leaves
-        the public outputs."""
+        ``destinations`` are where pushes are queued for (``store.outbox``)."""
         self.db = Database(url)
         self.versions = FeedVersions(self.db, recheck_seconds)
         self.labels = Labels(self.db, label_slugs)
         self.search = Search(self.db)
-        self.outbox = Outbox(self.db, push_engines)
+        self.outbox = Outbox(self.db, destinations)
         self.articles = Articles(self.db, self.versions, self.labels, self.search, self.outbox, category_slugs, source_slugs)
         self.reads = Reads(self.db)
         self.rankings = Rankings(self.db)
         self.polls = PollStats(self.db)
-        self.subscriptions = Subscriptions(self.db)
+        self.subscriptions = Subscriptions(self.db, self.outbox)
         self.sitemaps = Sitemaps(self.db)
         self.closed = False
         if on_change is not None:

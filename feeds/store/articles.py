@@ -433,8 +433,8 @@ class _Public:
         self.flush()
         self.owner.search.index(self.conn, self.indexed, self.unindexed)
         Sitemaps.recount(self.conn, self.arrived, self.departed)
-        self.owner.outbox.enqueue(self.conn, {url: "update" if url in self.left else "new" for url in self.joined}
-                                  | {url: "delete" for url in self.left - self.joined}, self.now)
+        self.owner.outbox.articles_changed(self.conn, {url: "update" if url in self.left else "new" for url in self.joined}
+                                           | {url: "delete" for url in self.left - self.joined}, self.now)
         if self.added or self.removed:
             self.owner.versions.changed(self.conn, self.categories, self.sources, self.added, self.removed)
             self.owner.versions.bump(self.conn, {label_scope(kind, self.label_ids[(kind, name)][1]) for kind, name in self.labels})

@@ -3,8 +3,9 @@ schema migration, and what a failure means to a caller.
 
 Every query module runs its statements through one ``Database``: ``read()`` for a
 connection, ``write(work)`` for a transaction that is retried when a concurrent writer won
-a race and, once committed, reported to the ``after_commit`` listeners with the feed
-scopes it changed (``versions.py`` fills that set). A database that cannot be reached is
+a race. The feed scopes a write changed (``versions.py`` fills that set) are handed to the
+``before_commit`` hooks in its transaction (the outbox queues what the change owes) and, once
+committed, to the ``after_commit`` listeners. A database that cannot be reached is
 ``StoreUnavailable``, which the web layer answers with a 503.
 """
 from __future__ import annotations
@@ -34,6 +35,7 @@ class Database:
     def __init__(self, url: str):
         self.url = url
         self.engine = _engine(url)
+        self.before_commit: list[Callable[[Connection, set[str]], None]] = []  # in the write, with the scopes it changed
         self.after_commit: list[Callable[[set[str]], None]] = []  # called with the scopes a write changed
 
     @property
@@ -97,7 +99,8 @@ class Database:
 
     def write(self, work: Callable[[Connection], T]) -> T:
         """Run ``work(conn)`` in one write transaction; retry when a concurrent writer won a race.
-        After the commit, tell the ``after_commit`` listeners which scopes the work changed."""
+        Before the commit, hand the scopes the work changed to the ``before_commit`` hooks; after it,
+        tell the ``after_commit`` listeners."""
         for attempt in range(5):
             try:
                 with self.guard(), self.engine.connect() as conn:
@@ -106,6 +109,9 @@ class Database:
                     try:
                         with conn.begin():
                             result = work(conn)
+                            if changed:
+                                for hook in self.before_commit:
+                                    hook(conn, changed)
                     finally:
                         conn.info.pop("feeds_changed", None)
                 if changed:

@@ -1,35 +1,81 @@
-"""The push queue: what each search engine is still to be told of article URLs, and each engine's state.
+"""The outbox: every push still to be made, whatever it is and wherever it goes, and what the newsroom sees
+of each channel.
 
-``enqueue`` runs inside the write that made articles public or took them out (``articles.py``), so a
-URL is queued exactly when the public view changed, never for an article still scheduled. A sender
-(``feeds.reach``) takes due rows in batches (``claim``: on PostgreSQL rows another process holds are
-skipped, so each goes out once across instances) and reports what became of each (``record``).
+A push is queued in the transaction that made it owed, so that nothing goes out before its time
+(a scheduled article's URL is queued when it is published, not when it is written) and a SIGKILL
+loses nothing:
+
+- ``verification``: a subscription request (target: the intent) whose callback is to confirm it,
+  queued with the request (``store.subscriptions``);
+- ``topic``: a feed scope that changed and has subscribers, queued by the write that bumped it;
+  the sender turns it into one ``delivery`` per subscriber (``expand``), so a write costs a row a
+  scope, never one a subscriber;
+- ``delivery``: a subscription (target) owed its topic's new bytes;
+- ``ping``: another hub (target: its URL) to be told that a scope changed, queued by the write;
+- ``indexnow`` and ``baidu``: a search engine to be told of an article URL (subject) that
+  was published (``new``), edited (``update``) or taken out (``delete``), queued by the article
+  writes (``articles.py``).
+
+News for a push still queued is merged into its row (``version`` moves), which keeps its place
+and its pause: a failing destination is not asked again sooner for being told more. One sender
+(``feeds.outbox``) takes due rows of a channel in batches (``claim``: on PostgreSQL rows another
+process holds are skipped, so each goes out once across instances) and reports what became of
+each (``record``).
 """
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Literal
+from datetime import datetime, timedelta, timezone
+from typing import Any, Literal, NamedTuple
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from feeds.store.database import Database, chunks
-from feeds.store.schema import push_engines, push_queue
+from feeds.store.schema import outbox, outbox_channels, websub_subscriptions
 
-Action = Literal["new", "update", "delete"]
+HUB_CHANNELS = ("verification", "topic", "delivery")
+Result = Literal["sent", "failed", "deferred", "given_up", "dropped"]
+
+
+@dataclass(frozen=True)
+class Destinations:
+    """Where pushes go, from the settings: the channels that are queued for."""
+
+    engines: tuple[str, ...] = ()  # the search engines told of article URLs
+    hubs: tuple[str, ...] = ()  # other hubs told of changed scopes
+    hub: bool = False  # this service's own hub: its subscribers are owed every change
+    hot_pace: int = 0  # seconds: a change to the hot lists is told at most once in each such period
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        return HUB_CHANNELS * self.hub + ("ping",) * bool(self.hubs) + self.engines
+
+
+class Push(NamedTuple):
+    """A push to queue. ``due``: not before (now when None); ``failing_since``: what a new row inherits."""
+
+    channel: str
+    target: str
+    subject: str
+    action: str
+    due: datetime | None = None
+    failing_since: datetime | None = None
 
 
 @dataclass(frozen=True)
 class Queued:
-    """One URL an engine is to be told of: ``action`` is what became of it."""
+    """A queued push, as a sender claimed it."""
 
     key: str
-    engine: str
-    url: str
-    action: Action
+    channel: str
+    target: str
+    subject: str
+    action: str
     version: int
     attempts: int
     failing_since: datetime | None
@@ -37,20 +83,22 @@ class Queued:
 
 @dataclass(frozen=True)
 class Pushed:
-    """What became of a queued URL: ``sent``; ``failed`` (tried again at ``retry_at``); ``deferred`` (not tried:
-    again at ``retry_at``, no attempt counted, e.g. a spent daily quota); ``given_up`` (logged, dropped)."""
+    """What became of a claimed push: ``sent``; ``failed`` (tried again at ``retry_at``); ``deferred`` (not tried:
+    again at ``retry_at``, no attempt counted, e.g. a spent daily quota); ``given_up`` (logged, dropped);
+    ``dropped`` (nothing left to send, e.g. bytes the subscriber has: not counted). ``note`` is the channel's own."""
 
     item: Queued
-    result: Literal["sent", "failed", "deferred", "given_up"]
+    result: Result
     retry_at: datetime | None = None
     error: str | None = None
+    note: Any = None
 
 
 @dataclass(frozen=True)
-class EngineState:
-    """What the newsroom sees of one engine."""
+class ChannelState:
+    """What the newsroom sees of one channel."""
 
-    engine: str
+    channel: str
     queued: int
     sent: int
     failed: int
@@ -60,114 +108,154 @@ class EngineState:
     remain: int | None
 
 
-def key_of(engine: str, url: str) -> str:
-    return hashlib.sha256(f"{engine}\n{url}".encode()).hexdigest()
-
-
-def merged(pending: str, action: Action) -> Action:
-    """What to tell an engine of a URL whose ``pending`` news it was not told yet, now that ``action`` happened:
-    the latest, except that an edit of an article it never heard of is still news of a new one."""
-    return "new" if pending == "new" and action == "update" else action
+def key_of(channel: str, target: str, subject: str) -> str:
+    return hashlib.sha256(f"{channel}\n{target}\n{subject}".encode()).hexdigest()
 
 
 class Outbox:
-    def __init__(self, db: Database, engines: Sequence[str] = ()):
+    def __init__(self, db: Database, destinations: Destinations = Destinations()):
         self.db = db
-        self.engines = tuple(engines)  # those configured: only they are queued for
+        self.destinations = destinations
+        self._dialect = postgresql if db.dialect == "postgresql" else sqlite
+        if destinations.hub or destinations.hubs:
+            db.before_commit.append(self.scopes_changed)
 
     # -- inside a write transaction ---------------------------------------------------
 
-    def enqueue(self, conn: Connection, changes: dict[str, Action], now: datetime) -> None:
-        """Queue each changed URL for every configured engine, merged with what is pending for it."""
-        if not self.engines or not changes:
+    def queue(self, conn: Connection, pushes: Iterable[Push], now: datetime) -> None:
+        """Queue each push, merged into the row of one still queued: an edit of an article an engine was not
+        told of yet is still news of a new one; otherwise the latest action wins."""
+        rows = {}
+        for push in pushes:
+            key = key_of(push.channel, push.target, push.subject)
+            rows[key] = {"key": key, "channel": push.channel, "target": push.target, "subject": push.subject,
+                         "action": push.action, "version": 1, "queued": now, "due": push.due or now, "attempts": 0,
+                         "failing_since": push.failing_since}
+        if not rows:
             return
-        wanted = {key_of(engine, url): (engine, url, action) for engine in self.engines for url, action in changes.items()}
-        pending = {}
-        for chunk in chunks(sorted(wanted)):
-            query = sa.select(push_queue.c.key, push_queue.c.action, push_queue.c.version).where(push_queue.c.key.in_(chunk))
-            pending.update((row.key, row) for row in conn.execute(query.with_for_update()))
-        fresh = []
-        for key, (engine, url, action) in wanted.items():
-            row = pending.get(key)
-            if row is None:
-                fresh.append({"key": key, "engine": engine, "url": url, "action": action, "version": 1, "queued": now, "due": now})
-            else:
-                conn.execute(push_queue.update().where(push_queue.c.key == key).values(
-                    action=merged(row.action, action), version=row.version + 1, due=now, attempts=0, failing_since=None))
-        if fresh:
-            conn.execute(push_queue.insert(), fresh)
+        insert = self._dialect.insert(outbox)
+        merge = insert.on_conflict_do_update(index_elements=["key"], set_={
+            "action": sa.case((sa.and_(outbox.c.action == "new", insert.excluded.action == "update"), "new"),
+                              else_=insert.excluded.action),
+            "version": outbox.c.version + 1,
+        })
+        for chunk in chunks([rows[key] for key in sorted(rows)]):  # in key order: concurrent writers lock alike
+            conn.execute(merge, chunk)
+
+    def articles_changed(self, conn: Connection, changes: dict[str, str], now: datetime) -> None:
+        """Queue each article URL that joined or left the public view (``new``, ``update`` or ``delete``) for every
+        configured search engine."""
+        self.queue(conn, (Push(engine, "", url, action) for engine in self.destinations.engines
+                          for url, action in changes.items()), now)
+
+    def scopes_changed(self, conn: Connection, scopes: set[str]) -> None:
+        """Queue, in the write that changed ``scopes``, a ping of each to every other hub and a ``topic`` for each
+        that this hub's subscribers follow (run by ``Database.write`` before it commits)."""
+        now = datetime.now(timezone.utc)
+        destinations = self.destinations
+        watched: list[str] = []
+        if destinations.hub:
+            query = sa.select(websub_subscriptions.c.scope).distinct().where(websub_subscriptions.c.scope.in_(sorted(scopes)))
+            watched = list(conn.execute(query).scalars())
+        self.queue(conn, [*(Push("ping", hub, scope, "change", self._paced(scope, now)) for hub in destinations.hubs for scope in scopes),
+                          *(Push("topic", "", scope, "change", self._paced(scope, now)) for scope in watched)], now)
+
+    def forget(self, conn: Connection, channel: str, targets: Iterable[str]) -> None:
+        """Drop what is queued on ``channel`` for ``targets`` (pushes queued with no subject): they are gone."""
+        for chunk in chunks(sorted({key_of(channel, target, "") for target in targets})):
+            conn.execute(outbox.delete().where(outbox.c.key.in_(chunk)))
+
+    def _paced(self, scope: str, now: datetime) -> datetime | None:
+        """When a change to ``scope`` is due: at once, but the hot lists, which every read moves, at the end of
+        their pace's period."""
+        pace = self.destinations.hot_pace
+        if scope != "hot" or not pace:
+            return None
+        return datetime.fromtimestamp(math.ceil(now.timestamp() / pace) * pace, timezone.utc)
 
     # -- the sender's --------------------------------------------------------------------
 
-    def claim(self, engine: str, now: datetime, limit: int, hold: timedelta) -> list[Queued]:
-        """Up to ``limit`` due URLs of ``engine``, held for ``hold`` (a sender that dies leaves them to others)."""
+    def claim(self, channel: str, now: datetime, limit: int, hold: timedelta) -> list[Queued]:
+        """Up to ``limit`` due pushes of ``channel``, oldest first, held for ``hold`` (a sender that dies leaves
+        them to others when the hold runs out)."""
+        due = (sa.select(outbox).where(outbox.c.channel == channel, outbox.c.due <= now,
+                                       sa.or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < now))
+               .order_by(outbox.c.due).limit(limit))
+        with self.db.read() as conn:  # most of the time there is nothing to send: find that out without a write lock
+            if conn.execute(due.limit(1)).first() is None:
+                return []
 
         def claim(conn: Connection) -> list[Queued]:
-            query = (
-                sa.select(push_queue)
-                .where(push_queue.c.engine == engine, push_queue.c.due <= now,
-                       sa.or_(push_queue.c.claimed_until.is_(None), push_queue.c.claimed_until < now))
-                .order_by(push_queue.c.due)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
-            rows = conn.execute(query).all()
+            rows = conn.execute(due.with_for_update(skip_locked=True)).all()
             for chunk in chunks([row.key for row in rows]):
-                conn.execute(push_queue.update().where(push_queue.c.key.in_(chunk)).values(claimed_until=now + hold))
-            return [Queued(row.key, row.engine, row.url, row.action, row.version, row.attempts, row.failing_since) for row in rows]
+                conn.execute(outbox.update().where(outbox.c.key.in_(chunk)).values(claimed_until=now + hold))
+            return [Queued(row.key, row.channel, row.target, row.subject, row.action, row.version, row.attempts,
+                           row.failing_since) for row in rows]
 
         return self.db.write(claim)
 
-    def record(self, engine: str, pushed: Iterable[Pushed], now: datetime, remain: int | None = None) -> None:
-        """Apply what became of claimed URLs, and count it for the engine; a URL merged anew since it was
-        claimed (its version moved) stays queued as merged."""
-        pushed = list(pushed)
+    def record(self, channel: str, pushed: Sequence[Pushed], now: datetime, remain: int | None = None,
+               settle: Callable[[Connection, Sequence[Pushed], datetime], None] | None = None) -> None:
+        """Apply what became of claimed pushes, count it for the channel and let it ``settle`` its own state, in one
+        transaction. A push merged anew since it was claimed (its version moved) stays queued, due at once."""
 
         def record(conn: Connection) -> None:
-            sent = failed = 0
-            error = None
-            for done in pushed:
-                mine = sa.and_(push_queue.c.key == done.item.key, push_queue.c.version == done.item.version)
-                if done.result in ("sent", "given_up"):
-                    conn.execute(push_queue.delete().where(mine))
-                    sent += done.result == "sent"
-                    failed += done.result == "given_up"
-                else:
-                    failing = done.result == "failed"
-                    conn.execute(push_queue.update().where(mine).values(
-                        due=done.retry_at, claimed_until=None,
-                        attempts=push_queue.c.attempts + int(failing),
-                        failing_since=sa.func.coalesce(push_queue.c.failing_since, now) if failing else push_queue.c.failing_since))
-                error = done.error or error
-            values: dict = {"sent": push_engines.c.sent + sent, "failed": push_engines.c.failed + failed}
-            if sent:
-                values["last_sent"] = now
-            if error:
-                values.update(last_error=error[:1000], last_error_at=now)
-            if remain is not None:
-                values["remain"] = remain
-            if not conn.execute(push_engines.update().where(push_engines.c.engine == engine).values(values)).rowcount:
-                conn.execute(push_engines.insert().values(engine=engine, sent=sent, failed=failed, last_sent=now if sent else None,
-                                                          last_error=error[:1000] if error else None,
-                                                          last_error_at=now if error else None, remain=remain))
+            mine = sa.and_(outbox.c.key == sa.bindparam("k"), outbox.c.version == sa.bindparam("v"))
+            finished = [{"k": done.item.key, "v": done.item.version} for done in pushed
+                        if done.result in ("sent", "given_up", "dropped")]
+            if finished:
+                conn.execute(outbox.delete().where(mine), finished)
+            for result, values in (
+                ("failed", {"attempts": outbox.c.attempts + 1, "failing_since": sa.func.coalesce(outbox.c.failing_since, now)}),
+                ("deferred", {}),
+            ):
+                again = [{"k": done.item.key, "v": done.item.version, "at": done.retry_at} for done in pushed if done.result == result]
+                if again:
+                    conn.execute(outbox.update().where(mine).values(due=sa.bindparam("at", type_=outbox.c.due.type), **values), again)
+            sent = sum(done.result == "sent" for done in pushed)
+            failed = sum(done.result == "given_up" for done in pushed)
+            error = next((done.error for done in reversed(pushed) if done.error), None)
+            for chunk in chunks([done.item.key for done in pushed]):
+                conn.execute(outbox.update().where(outbox.c.key.in_(chunk)).values(claimed_until=None))
+            if settle is not None:
+                settle(conn, pushed, now)
+            if sent or failed or error or remain is not None:
+                self._count(conn, channel, sent, failed, now, error, remain)
 
         self.db.write(record)
 
-    def quota(self, engine: str) -> tuple[int | None, datetime | None]:
-        """What ``engine`` last said is left of its quota, and when it last took URLs (one row, read by key)."""
+    def _count(self, conn: Connection, channel: str, sent: int, failed: int, now: datetime, error: str | None,
+               remain: int | None) -> None:
+        values: dict[str, Any] = {"sent": outbox_channels.c.sent + sent, "failed": outbox_channels.c.failed + failed}
+        if sent:
+            values["last_sent"] = now
+        if error:
+            values.update(last_error=error[:1000], last_error_at=now)
+        if remain is not None:
+            values["remain"] = remain
+        if not conn.execute(outbox_channels.update().where(outbox_channels.c.channel == channel).values(values)).rowcount:
+            conn.execute(outbox_channels.insert().values(
+                channel=channel, sent=sent, failed=failed, last_sent=now if sent else None,
+                last_error=error[:1000] if error else None, last_error_at=now if error else None, remain=remain))
+
+    def quota(self, channel: str) -> tuple[int | None, datetime | None]:
+        """What ``channel`` last said is left of its quota, and when it last took pushes (one row, read by key)."""
         with self.db.read() as conn:
-            row = conn.execute(sa.select(push_engines.c.remain, push_engines.c.last_sent).where(push_engines.c.engine == engine)).first()
+            row = conn.execute(sa.select(outbox_channels.c.remain, outbox_channels.c.last_sent)
+                               .where(outbox_channels.c.channel == channel)).first()
         return (row.remain, row.last_sent) if row else (None, None)
 
-    def states(self) -> list[EngineState]:
-        """Each configured engine: how many URLs wait, what was sent and given up, the last error."""
+    # -- for the newsroom -----------------------------------------------------------------
+
+    def states(self) -> list[ChannelState]:
+        """Each configured channel: how many pushes wait, how many were sent and given up, the last error."""
         with self.db.read() as conn:
-            queued = dict(conn.execute(sa.select(push_queue.c.engine, sa.func.count()).group_by(push_queue.c.engine)).all())
-            kept = {row.engine: row for row in conn.execute(sa.select(push_engines))}
+            queued = dict(conn.execute(sa.select(outbox.c.channel, sa.func.count()).group_by(outbox.c.channel)).all())
+            kept = {row.channel: row for row in conn.execute(sa.select(outbox_channels))}
         found = []
-        for engine in self.engines:
-            row = kept.get(engine)
-            found.append(EngineState(engine, int(queued.get(engine, 0)), row.sent if row else 0, row.failed if row else 0,
-                                     row.last_sent if row else None, row.last_error if row else None,
-                                     row.last_error_at if row else None, row.remain if row else None))
+        for channel in self.destinations.channels:
+            row = kept.get(channel)
+            found.append(ChannelState(channel, int(queued.get(channel, 0)), row.sent if row else 0, row.failed if row else 0,
+                                      row.last_sent if row else None, row.last_error if row else None,
+                                      row.last_error_at if row else None, row.remain if row else None))
         return found

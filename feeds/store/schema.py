@@ -279,11 +279,9 @@ stats_clients = sa.Table(
 # == the WebSub hub (subscriptions.py) ===============================================
 # A subscription request waits in ``websub_intents`` until its callback has confirmed it
 # (or it is dropped); then it is a row of ``websub_subscriptions`` until it is cancelled,
-# expires or answers 410. What a subscriber is owed needs no queue of its own: a
-# subscription notes the version of its topic's scope it was last sent
-# (``delivered_version``), so it is owed whatever ``feed_versions`` holds beyond that,
-# and a newer change simply replaces one still pending. ``key`` is a hash of topic and
-# callback: both may be 2,048 characters, too long for a unique index.
+# expires or answers 410. What is still to be done for either (a confirmation to ask, a
+# delivery owed) is a row of the outbox below. ``key`` is a hash of topic and callback:
+# both may be 2,048 characters, too long for a unique index.
 
 websub_intents = sa.Table(
     "websub_intents",
@@ -298,7 +296,6 @@ websub_intents = sa.Table(
     sa.Column("secret", sa.String(200), nullable=True),
     sa.Column("lease_seconds", sa.Integer, nullable=False),
     sa.Column("requested", UTCDateTime, nullable=False),
-    sa.Column("claimed_until", UTCDateTime, nullable=True),
 )
 
 websub_subscriptions = sa.Table(
@@ -312,12 +309,8 @@ websub_subscriptions = sa.Table(
     sa.Column("scope", sa.String(1100), nullable=False),  # the feed_versions row its content follows
     sa.Column("secret", sa.String(200), nullable=True),
     sa.Column("expires", UTCDateTime, nullable=False),
-    sa.Column("delivered_version", sa.BigInteger, nullable=False),
-    sa.Column("delivered_etag", sa.String(80), nullable=True),
-    sa.Column("due", UTCDateTime, nullable=False),  # no attempt before: the backoff after a failure
-    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("failing_since", UTCDateTime, nullable=True),
-    sa.Column("claimed_until", UTCDateTime, nullable=True),
+    sa.Column("delivered_etag", sa.String(80), nullable=True),  # the bytes it has: not sent again
+    sa.Column("failing_since", UTCDateTime, nullable=True),  # deliveries to it fail, or were given up, since
     sa.Index("ix_websub_subscriptions_scope", "scope"),
     sa.Index("ix_websub_subscriptions_host", "host"),
 )
@@ -332,20 +325,25 @@ websub_days = sa.Table(
 )
 
 
-# == pushes to search engines (outbox.py) ============================================
-# What each search engine is still to be told, one row per engine and article URL: ``action``
-# is what became of the URL (``new``, ``update``, ``delete``), merged when it changes again
-# before it is sent; ``version`` moves with every merge, so a sender that took a row removes it
-# only if nothing was merged in meanwhile. Written in the transaction that made the article
-# public or took it out, so nothing is pushed before its time and a SIGKILL loses nothing.
-# ``push_engines`` keeps each engine's pause (Baidu's daily quota) and what the newsroom sees.
+# == the outbox (outbox.py) ==========================================================
+# Every push still to be made, one row per channel, target and subject: a confirmation the
+# hub is to ask (``verification``: target the intent), a changed feed scope whose subscribers
+# are owed it (``topic``), one subscriber owed its topic's new bytes (``delivery``), another
+# hub to tell of a changed scope (``ping``: target the hub's URL), a search engine to tell of
+# an article URL (``indexnow``, ``baidu``: ``action`` new, update or delete). A row is written
+# in the transaction that made it owed, so nothing is pushed before its time and a SIGKILL
+# loses nothing; news arriving for a row still queued is merged into it (``version`` moves, so
+# a sender that took the row removes it only if nothing was merged in meanwhile).
+# ``outbox_channels`` keeps what the newsroom sees of each channel, and a pause it asked for
+# (Baidu's daily quota).
 
-push_queue = sa.Table(
-    "push_queue",
+outbox = sa.Table(
+    "outbox",
     metadata,
-    sa.Column("key", sa.String(64), primary_key=True),  # a hash of engine and URL: a URL may be 2,048 characters
-    sa.Column("engine", sa.String(32), nullable=False),
-    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("key", sa.String(64), primary_key=True),  # a hash of channel, target and subject: each may be long
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("target", sa.Text, nullable=False),
+    sa.Column("subject", sa.Text, nullable=False),
     sa.Column("action", sa.String(16), nullable=False),
     sa.Column("version", sa.Integer, nullable=False, server_default="1"),
     sa.Column("queued", UTCDateTime, nullable=False),
@@ -353,19 +351,19 @@ push_queue = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("failing_since", UTCDateTime, nullable=True),
     sa.Column("claimed_until", UTCDateTime, nullable=True),
-    sa.Index("ix_push_queue_engine_due", "engine", "due"),
+    sa.Index("ix_outbox_channel_due", "channel", "due"),
 )
 
-push_engines = sa.Table(
-    "push_engines",
+outbox_channels = sa.Table(
+    "outbox_channels",
     metadata,
-    sa.Column("engine", sa.String(32), primary_key=True),
-    sa.Column("sent", sa.BigInteger, nullable=False, server_default="0"),  # URLs taken, ever
-    sa.Column("failed", sa.BigInteger, nullable=False, server_default="0"),  # URLs given up, ever
+    sa.Column("channel", sa.String(32), primary_key=True),
+    sa.Column("sent", sa.BigInteger, nullable=False, server_default="0"),  # pushes taken, ever
+    sa.Column("failed", sa.BigInteger, nullable=False, server_default="0"),  # pushes given up, ever
     sa.Column("last_sent", UTCDateTime, nullable=True),
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("last_error_at", UTCDateTime, nullable=True),
-    sa.Column("remain", sa.BigInteger, nullable=True),  # what the engine said is left of its quota (Baidu)
+    sa.Column("remain", sa.BigInteger, nullable=True),  # what the far end said is left of its quota (Baidu)
 )
 
 

@@ -1,25 +1,31 @@
-"""The WebSub hub's state: requests waiting for confirmation, subscriptions, and what each is owed.
+"""The WebSub hub's state: requests waiting for confirmation, subscriptions, and what each has been sent.
 
-Work is claimed before it is done: a process marks the rows it takes ``claimed_until`` a
-while ahead, in a transaction that on PostgreSQL skips rows another process holds
-(``FOR UPDATE SKIP LOCKED``) and on SQLite holds the one write lock, so that with several
-workers and instances each verification and delivery goes out once. A process that dies
-with work claimed leaves it to be claimed again when the claim runs out: nothing is lost.
+What is still to be done for them, a confirmation to ask or a delivery owed, is queued in the
+outbox (``store.outbox``) in the same transaction: a request queues its ``verification``; a
+write that changes a scope somebody follows queues a ``topic``, which the sender turns into
+one ``delivery`` per subscriber (``expand``). What the sender's requests came to is applied
+by ``verified`` and ``delivered``, in the transaction that records them in the outbox.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from feeds.model import HubDay, HubFeed, Intent, Owed, Sent
+from feeds.model import HubDay, HubFeed, Intent, Owed
 from feeds.store.database import Database, chunks
+from feeds.store.outbox import Outbox, Push, Pushed
 from feeds.store.schema import feed_versions, websub_days, websub_intents, websub_subscriptions
 
 _intents, _subscriptions = websub_intents, websub_subscriptions
+
+
+def _version(scope: sa.ColumnElement[str]) -> sa.ScalarSelect[int]:
+    """The content version now of the scope named by ``scope`` (an SQL expression), 0 before its first change."""
+    return sa.func.coalesce(sa.select(feed_versions.c.version).where(feed_versions.c.scope == scope).scalar_subquery(), 0)
 
 
 class LimitReached(Exception):
@@ -27,8 +33,9 @@ class LimitReached(Exception):
 
 
 class Subscriptions:
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, outbox: Outbox):
         self.db = db
+        self.outbox = outbox
         self._dialect = postgresql if db.dialect == "postgresql" else sqlite
 
     # -- requests -----------------------------------------------------------------------
@@ -55,118 +62,118 @@ class Subscriptions:
                         raise LimitReached(f"this hub keeps at most {what} subscriptions")
             values = {"topic": intent.topic, "callback": intent.callback, "host": intent.host, "feed": intent.feed,
                       "scope": intent.scope, "mode": intent.mode, "secret": intent.secret,
-                      "lease_seconds": intent.lease_seconds, "requested": now, "claimed_until": None}
+                      "lease_seconds": intent.lease_seconds, "requested": now}
             insert = self._dialect.insert(_intents).values(key=intent.key, **values)
             conn.execute(insert.on_conflict_do_update(index_elements=["key"], set_=values))
+            self.outbox.queue(conn, [Push("verification", intent.key, "", intent.mode)], now)
 
         self.db.write(store)
 
-    def claim_requests(self, now: datetime, most: int, hold: timedelta) -> list[Intent]:
-        """Up to ``most`` waiting requests, oldest first, held for this process until ``now + hold``, each with its
-        topic's content version now, before its callback is asked."""
-        free = sa.or_(_intents.c.claimed_until.is_(None), _intents.c.claimed_until <= now)
-        version = sa.select(feed_versions.c.version).where(feed_versions.c.scope == _intents.c.scope).scalar_subquery()
-        query = (sa.select(_intents, sa.func.coalesce(version, 0).label("version"))
-                 .where(free).order_by(_intents.c.requested).limit(most))
-        rows = self._claim(_intents, query, now + hold)
-        return [Intent(row.key, row.topic, row.callback, row.host, row.feed, row.scope, row.mode, row.secret,
-                       row.lease_seconds, row.version) for row in rows]
+    def intents(self, keys: Iterable[str]) -> dict[str, Intent]:
+        """The waiting requests of ``keys`` (those still waiting), each with its topic's content version now, before
+        its callback is asked."""
+        found = {}
+        with self.db.read() as conn:
+            for chunk in chunks(sorted(set(keys))):
+                query = sa.select(_intents, _version(_intents.c.scope).label("version")).where(_intents.c.key.in_(chunk))
+                for row in conn.execute(query):
+                    found[row.key] = Intent(row.key, row.topic, row.callback, row.host, row.feed, row.scope, row.mode, row.secret,
+                                            row.lease_seconds, row.version, row.requested)
+        return found
 
-    def confirmed(self, intent: Intent, now: datetime) -> None:
-        """The callback confirmed ``intent``: subscribe (owed every change since the intent was claimed, even one
-        made while the callback was being asked; a renewal keeps what it was owed) or unsubscribe."""
+    def verified(self, conn: Connection, pushed: Sequence[Pushed], now: datetime) -> None:
+        """Apply what the callbacks said (``pushed``: sent is confirmed, its note the ``Intent`` asked about), in the
+        sender's transaction. A request made anew while its callback was asked stays to be asked in turn."""
+        for done in pushed:
+            intent = done.note
+            if intent is None:
+                continue
+            conn.execute(_intents.delete().where(_intents.c.key == intent.key, _intents.c.requested == intent.requested))
+            if done.result == "sent":
+                self._confirmed(conn, intent, now)
 
-        def apply(conn: Connection) -> None:
-            conn.execute(_intents.delete().where(_intents.c.key == intent.key))
-            if intent.mode == "unsubscribe":
-                conn.execute(_subscriptions.delete().where(_subscriptions.c.key == intent.key))
-                return
-            expires = now + timedelta(seconds=intent.lease_seconds)
-            renewed = conn.execute(
-                _subscriptions.update().where(_subscriptions.c.key == intent.key)
-                .values(secret=intent.secret, expires=expires)
-            ).rowcount
-            if not renewed:
-                conn.execute(_subscriptions.insert().values(
-                    key=intent.key, topic=intent.topic, callback=intent.callback, host=intent.host, feed=intent.feed,
-                    scope=intent.scope, secret=intent.secret, expires=expires,
-                    delivered_version=intent.version, due=now, attempts=0,
-                ))
-
-        self.db.write(apply)
-
-    def dropped(self, intent: Intent) -> None:
-        """The callback did not confirm ``intent``: forget it (a subscription it would renew stays as it is)."""
-        self.db.write(lambda conn: conn.execute(_intents.delete().where(_intents.c.key == intent.key)))
+    def _confirmed(self, conn: Connection, intent: Intent, now: datetime) -> None:
+        """Subscribe (owed every change since the intent was read, even one made while the callback was being asked;
+        a renewal keeps what it was owed) or unsubscribe."""
+        if intent.mode == "unsubscribe":
+            conn.execute(_subscriptions.delete().where(_subscriptions.c.key == intent.key))
+            self.outbox.forget(conn, "delivery", [intent.key])
+            return
+        expires = now + timedelta(seconds=intent.lease_seconds)
+        renewed = conn.execute(
+            _subscriptions.update().where(_subscriptions.c.key == intent.key).values(secret=intent.secret, expires=expires)
+        ).rowcount
+        if not renewed:
+            conn.execute(_subscriptions.insert().values(
+                key=intent.key, topic=intent.topic, callback=intent.callback, host=intent.host, feed=intent.feed,
+                scope=intent.scope, secret=intent.secret, expires=expires))
+            if conn.scalar(sa.select(_version(sa.literal(intent.scope)))) > intent.version:
+                self.outbox.queue(conn, [Push("delivery", intent.key, "", "content")], now)
 
     # -- distribution -------------------------------------------------------------------
 
-    def claim_owed(self, now: datetime, most: int, hold: timedelta) -> list[Owed]:
-        """Up to ``most`` subscriptions whose topic changed since they were last sent, due now and not
-        expired, held for this process until ``now + hold``; with the version each is owed."""
-        query = (
-            sa.select(_subscriptions, feed_versions.c.version)
-            .join(feed_versions, feed_versions.c.scope == _subscriptions.c.scope)
-            .where(
-                feed_versions.c.version > _subscriptions.c.delivered_version,
-                _subscriptions.c.due <= now,
-                _subscriptions.c.expires > now,
-                sa.or_(_subscriptions.c.claimed_until.is_(None), _subscriptions.c.claimed_until <= now),
-            )
-            .order_by(_subscriptions.c.due)
-            .limit(most)
-        )
-        rows = self._claim(_subscriptions, query, now + hold)
-        return [Owed(row.key, row.topic, row.callback, row.secret, row.feed, int(row.version), row.delivered_etag,
-                     row.attempts, row.failing_since) for row in rows]
+    def expand(self, conn: Connection, scopes: Iterable[str], now: datetime) -> None:
+        """Queue a delivery to every subscriber of ``scopes`` whose lease runs, in the sender's transaction; one failing
+        since earlier brings that along, so that it is not asked for long again."""
+        query = (sa.select(_subscriptions.c.key, _subscriptions.c.failing_since)
+                 .where(_subscriptions.c.scope.in_(sorted(set(scopes))), _subscriptions.c.expires > now))
+        self.outbox.queue(conn, [Push("delivery", row.key, "", "content", failing_since=row.failing_since)
+                                 for row in conn.execute(query)], now)
 
-    def record(self, sent: Sequence[Sent], now: datetime, day: date) -> None:
-        """Write what became of the claimed deliveries at ``now``, and count them for ``day``, in one transaction."""
-        if not sent:
-            return
+    def owed(self, keys: Iterable[str], now: datetime) -> dict[str, Owed]:
+        """The subscriptions of ``keys`` whose lease runs, each with its topic's content version now."""
+        found = {}
+        with self.db.read() as conn:
+            for chunk in chunks(sorted(set(keys))):
+                query = (sa.select(_subscriptions, _version(_subscriptions.c.scope).label("version"))
+                         .where(_subscriptions.c.key.in_(chunk), _subscriptions.c.expires > now))
+                for row in conn.execute(query):
+                    found[row.key] = Owed(row.key, row.topic, row.callback, row.secret, row.feed, row.scope, int(row.version),
+                                          row.delivered_etag)
+        return found
+
+    def delivered(self, conn: Connection, pushed: Sequence[Pushed], now: datetime, day: date) -> None:
+        """Apply what became of deliveries (each ``note`` the ETag of the bytes the subscriber has now, or ``"gone"``
+        for a 410, which ends its subscription) in the sender's transaction, and count them for ``day``."""
         s = _subscriptions
-
-        def apply(conn: Connection) -> None:
-            by_result: dict[str, list[Sent]] = {}
-            for item in sent:
-                by_result.setdefault(item.result, []).append(item)
-            done = by_result.get("delivered", []) + by_result.get("unchanged", []) + by_result.get("given_up", [])
-            if done:
-                conn.execute(
-                    s.update().where(s.c.key == sa.bindparam("k")).values(
-                        delivered_version=sa.bindparam("v"), delivered_etag=sa.bindparam("e"), attempts=0,
-                        failing_since=sa.bindparam("f"), claimed_until=None),
-                    [{"k": item.owed.key, "v": item.owed.version, "e": item.etag or item.owed.delivered_etag,
-                      "f": (item.owed.failing_since or now) if item.result == "given_up" else None} for item in done],
-                )
-            failed = by_result.get("failed", [])
-            if failed:
-                conn.execute(
-                    s.update().where(s.c.key == sa.bindparam("k")).values(
-                        attempts=s.c.attempts + 1, failing_since=sa.func.coalesce(s.c.failing_since, sa.bindparam("now")),
-                        due=sa.bindparam("due"), claimed_until=None),
-                    [{"k": item.owed.key, "now": now, "due": item.retry_at} for item in failed],
-                )
-            for chunk in chunks([item.owed.key for item in by_result.get("gone", [])]):
-                conn.execute(s.delete().where(s.c.key.in_(chunk)))
-            counts: dict[str, list[int]] = {}
-            for item in sent:
-                tally = counts.setdefault(item.owed.feed, [0, 0])
-                tally[0] += item.result == "delivered"
-                tally[1] += item.result in ("failed", "given_up", "gone")
-            rows = [{"day": day, "feed": feed, "delivered": d, "failed": f} for feed, (d, f) in sorted(counts.items()) if d or f]
-            if rows:
-                insert = self._dialect.insert(websub_days)
-                conn.execute(insert.on_conflict_do_update(
-                    index_elements=["day", "feed"],
-                    set_={"delivered": websub_days.c.delivered + insert.excluded.delivered,
-                          "failed": websub_days.c.failed + insert.excluded.failed}), rows)
-
-        self.db.write(apply)
+        feeds: dict[str, str] = {}
+        for chunk in chunks(sorted({done.item.target for done in pushed})):
+            feeds.update((row.key, row.feed) for row in conn.execute(sa.select(s.c.key, s.c.feed).where(s.c.key.in_(chunk))))
+        pushed = [done for done in pushed if done.item.target in feeds]  # not those unsubscribed or expired meanwhile
+        gone = [done.item.target for done in pushed if done.note == "gone"]
+        for chunk in chunks(gone):
+            conn.execute(s.delete().where(s.c.key.in_(chunk)))
+        for result, values in (("sent", {"failing_since": None}), ("dropped", {})):  # the bytes it has; failing no more
+            have = [{"k": done.item.target, "e": done.note} for done in pushed if done.result == result and done.note is not None]
+            if have:
+                conn.execute(s.update().where(s.c.key == sa.bindparam("k")).values(delivered_etag=sa.bindparam("e"), **values), have)
+        failing = [{"k": done.item.target} for done in pushed if done.result in ("failed", "given_up") and done.note != "gone"]
+        if failing:
+            conn.execute(s.update().where(s.c.key == sa.bindparam("k")).values(
+                failing_since=sa.func.coalesce(s.c.failing_since, now)), failing)
+        counts: dict[str, list[int]] = {}
+        for done in pushed:
+            if done.result in ("sent", "failed", "given_up"):
+                counts.setdefault(feeds[done.item.target], [0, 0])[done.result != "sent"] += 1
+        rows = [{"day": day, "feed": feed, "delivered": d, "failed": f} for feed, (d, f) in sorted(counts.items())]
+        if rows:
+            insert = self._dialect.insert(websub_days)
+            conn.execute(insert.on_conflict_do_update(
+                index_elements=["day", "feed"],
+                set_={"delivered": websub_days.c.delivered + insert.excluded.delivered,
+                      "failed": websub_days.c.failed + insert.excluded.failed}), rows)
 
     def expire(self, now: datetime) -> int:
-        """Remove the subscriptions whose lease has run out; how many went."""
-        return self.db.write(lambda conn: conn.execute(_subscriptions.delete().where(_subscriptions.c.expires <= now)).rowcount)
+        """Remove the subscriptions whose lease has run out, and what was still owed to them; how many went."""
+
+        def expire(conn: Connection) -> int:
+            gone = list(conn.execute(sa.select(_subscriptions.c.key).where(_subscriptions.c.expires <= now)).scalars())
+            for chunk in chunks(gone):
+                conn.execute(_subscriptions.delete().where(_subscriptions.c.key.in_(chunk)))
+            self.outbox.forget(conn, "delivery", gone)
+            return len(gone)
+
+        return self.db.write(expire)
 
     # -- for the newsroom -----------------------------------------------------------------
 
@@ -195,20 +202,3 @@ class Subscriptions:
     def count(self) -> int:
         with self.db.read() as conn:
             return int(conn.scalar(sa.select(sa.func.count()).select_from(_subscriptions)) or 0)
-
-    # -- internals --------------------------------------------------------------------------
-
-    def _claim(self, table: sa.Table, query: sa.Select, until: datetime) -> list[sa.Row]:
-        with self.db.read() as conn:  # most of the time there is nothing to do: find that out without a write lock
-            if conn.execute(query.limit(1)).first() is None:
-                return []
-        if self.db.dialect == "postgresql":
-            query = query.with_for_update(of=table, skip_locked=True)
-
-        def claim(conn: Connection) -> list[sa.Row]:
-            rows = conn.execute(query).all()
-            for chunk in chunks([row.key for row in rows]):
-                conn.execute(table.update().where(table.c.key.in_(chunk)).values(claimed_until=until))
-            return rows
-
-        return self.db.write(claim)

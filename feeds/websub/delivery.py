@@ -1,110 +1,85 @@
-"""The hub's work beside the request path: confirming subscriptions and sending each subscriber
-its topic's new bytes.
-
-Every process that serves runs one thread of it (started by ``create_app(background=True)``, as
-`feeds serve` makes each worker's app), which a write wakes at once and which otherwise looks
-for work every second, so that changes made through other processes and instances reach
-subscribers too. It claims work in batches from the database (``store.subscriptions``) and
-does it on a pool of ``websub.concurrency`` threads, each request bounded by
-``websub.timeout``; so a slow or hostile subscriber costs a thread for a few seconds and
-never a poll or a write.
+"""The hub's work beside the request path, as channels of the outbox (``feeds.outbox``): confirming
+subscriptions, and sending each subscriber its topic's new bytes.
 
 Verification of intent (WebSub §5.3): a GET to the callback with ``hub.mode``, ``hub.topic``,
 a random ``hub.challenge`` and, to subscribe, the ``hub.lease_seconds`` granted; a 2xx
-answer echoing the challenge confirms. Content distribution (§7): a POST of the topic's
-bytes at the version owed, with its Content-Type, ``Link: <hub>; rel="hub", <topic>;
-rel="self"`` and, with a secret, ``X-Hub-Signature: sha256=<HMAC of the body>``. A 2xx is
-done, a 410 ends the subscription, anything else is tried again after 2, 4, 8… seconds (an
-hour at most) until ``websub.retry_seconds`` have passed since the first failure; then the
-content is given up and logged (``outbound.backoff``, the policy of every push; a subscriber's
-Retry-After is honoured when longer). Bytes a subscriber already has are not sent again.
+answer echoing the challenge confirms, anything else drops the request. Content distribution
+(§7): a write that changes a scope somebody follows queues a ``topic``, which is turned into
+a ``delivery`` per subscriber; each is a POST of the topic's newest bytes, with its
+Content-Type, ``Link: <hub>; rel="hub", <topic>; rel="self"`` and, with a secret,
+``X-Hub-Signature: sha256=<HMAC of the body>``. A 2xx is done, a 410 ends the subscription,
+any other answer or none is dealt with by the outbox's one policy (``outbound.Policy``): another 4xx
+but 429 is given up at once, the rest tried again until ``websub.retry_seconds`` have passed since
+the first failure. Changes made while a delivery
+waits are merged into it: a subscriber gets the newest bytes once, not a request per change,
+and never bytes it already has.
+
+Requests go out on a pool of ``websub.concurrency`` threads, each bounded by ``websub.timeout``,
+so a slow or hostile subscriber costs a thread for a few seconds and never a poll or a write.
 """
 from __future__ import annotations
 
 import hmac
 import logging
 import secrets
-import threading
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
+from sqlalchemy.engine import Connection
+
 from feeds.addresses import hub_address, parse_topic
-from feeds.background import PerProcess, one_round
 from feeds.config import Settings
-from feeds.model import Intent, Owed, Sent
-from feeds.serving import RenderedFeeds, scope_of
+from feeds.model import Intent, Owed
+from feeds.serving import RenderedFeeds
 from feeds.store import Store
-from feeds.websub.outbound import Refused, backoff, networks, request, retry_after
+from feeds.store.outbox import Pushed, Queued
+from feeds.websub.outbound import Policy, Refused, networks, request, retry_after
 from feeds.writers import FORMATS
 
 log = logging.getLogger("feeds.websub")
 
-_EXPIRE_EVERY = 60.0  # seconds between sweeps of expired subscriptions
 
+class _HubChannel:
+    """What the hub's channels share: a batch a few requests per thread of the pool."""
 
-class Distributor:
-    """Confirms subscription requests and distributes content, one thread per process."""
+    gather = 0.0
 
-    def __init__(self, store: Store, feeds: RenderedFeeds, settings: Settings, wake: threading.Event):
+    def __init__(self, store: Store, settings: Settings):
         self.store = store
-        self.feeds = feeds
         self.settings = settings
         self.allowed = networks(settings.websub.allow_callbacks)
         self.batch = settings.websub.concurrency * 4
         # A claim outlives the slowest batch twice over; a process that dies holding one leaves it
         # to others when it runs out.
         self.hold = timedelta(seconds=2 * 4 * settings.websub.timeout + 5)
-        self._wake = wake
-        self._thread = PerProcess("websub-hub", self._run)
 
-    def start(self) -> None:
-        """Run in this process from now on (``background.PerProcess``), unless the hub is off."""
-        if self.settings.websub.hub:
-            self._thread.start()
+    def each(self, work: Callable[[Queued], Pushed], items: Sequence[Queued]) -> list[Pushed]:
+        if len(items) < 2:
+            return [work(item) for item in items]
+        with ThreadPoolExecutor(max_workers=min(len(items), self.settings.websub.concurrency), thread_name_prefix="websub") as pool:
+            return list(pool.map(work, items))
 
-    def wake(self) -> None:
-        self._wake.set()
+    def tidy(self, now: datetime) -> None:
+        pass
 
-    def _run(self) -> None:
-        pool = ThreadPoolExecutor(max_workers=self.settings.websub.concurrency, thread_name_prefix="websub")
-        swept = 0.0
-        while True:
-            self._wake.wait(timeout=1.0)
-            self._wake.clear()
-            if self.store.closed:  # the app was closed: this thread has nothing left to serve
-                break
-            if time.monotonic() - swept > _EXPIRE_EVERY:
-                swept = time.monotonic()
-                one_round(log, "websub", lambda: self.store.subscriptions.expire(_now()))
-            one_round(log, "websub", lambda: self._work_all(pool.map))
-        pool.shutdown(wait=False)
 
-    def _work_all(self, each: Callable) -> None:  # type: ignore[type-arg]
-        while self.work_once(each):
-            pass
+class Verifications(_HubChannel):
+    """Asks each callback to confirm the request made for it."""
 
-    def work_once(self, each: Callable = map) -> bool:  # type: ignore[type-arg]
-        """Claim and do one batch of verifications and one of deliveries; whether there was any."""
-        subscriptions = self.store.subscriptions
-        intents = subscriptions.claim_requests(_now(), self.batch, self.hold)
-        for intent, confirmed in zip(intents, each(self._verify, intents)):
-            if confirmed:
-                subscriptions.confirmed(intent, _now())
-            else:
-                subscriptions.dropped(intent)
-        owed = subscriptions.claim_owed(_now(), self.batch, self.hold)
-        if owed:
-            sent = list(each(self._deliver, owed))
-            now = _now()
-            subscriptions.record(sent, now, now.astimezone(self.settings.tz).date())
-        return bool(intents or owed)
+    name = "verification"
 
-    # -- verification of intent -----------------------------------------------------------
+    def send(self, items: Sequence[Queued], now: datetime) -> tuple[list[Pushed], int | None]:
+        intents = self.store.subscriptions.intents(item.target for item in items)
+        return self.each(lambda item: self._verify(item, intents.get(item.target)), items), None
 
-    def _verify(self, intent: Intent) -> bool:
+    def settle(self, conn: Connection, pushed: Sequence[Pushed], now: datetime) -> None:
+        self.store.subscriptions.verified(conn, pushed, now)
+
+    def _verify(self, item: Queued, intent: Intent | None) -> Pushed:
+        if intent is None:  # answered already
+            return Pushed(item, "dropped")
         challenge = secrets.token_urlsafe(24)
         query = {"hub.mode": intent.mode, "hub.topic": intent.topic, "hub.challenge": challenge}
         if intent.mode == "subscribe":
@@ -114,30 +89,62 @@ class Distributor:
             answer = request("GET", f"{intent.callback}{separator}{urlencode(query)}", self.allowed,
                              self.settings.websub.timeout, read=len(challenge) + 64)
         except (Refused, OSError) as exc:
-            log.info("websub: %s to %s not confirmed by %s: %s", intent.mode, intent.topic, intent.callback, exc)
-            return False
-        confirmed = 200 <= answer.status < 300 and answer.body.strip() == challenge.encode()
-        if not confirmed:
-            log.info("websub: %s to %s not confirmed by %s: HTTP %d", intent.mode, intent.topic, intent.callback, answer.status)
-        return confirmed
+            problem = str(exc) or type(exc).__name__
+        else:
+            if 200 <= answer.status < 300 and answer.body.strip() == challenge.encode():
+                return Pushed(item, "sent", note=intent)
+            problem = f"HTTP {answer.status}" if not 200 <= answer.status < 300 else "the challenge was not echoed"
+        log.info("websub: %s to %s not confirmed by %s: %s", intent.mode, intent.topic, intent.callback, problem)
+        return Pushed(item, "given_up", error=f"{intent.callback}: {problem}", note=intent)
 
-    # -- content distribution -----------------------------------------------------------
 
-    def _deliver(self, owed: Owed) -> Sent:
-        topic = parse_topic(owed.topic, self.settings)  # None when the feed, or the partner's key, is gone
+class Topics(_HubChannel):
+    """Turns each changed scope into a delivery to every subscriber of it: off the write, which queued one row."""
+
+    name = "topic"
+
+    def send(self, items: Sequence[Queued], now: datetime) -> tuple[list[Pushed], int | None]:
+        return [Pushed(item, "sent") for item in items], None
+
+    def settle(self, conn: Connection, pushed: Sequence[Pushed], now: datetime) -> None:
+        self.store.subscriptions.expand(conn, [done.item.subject for done in pushed], now)
+
+
+class Deliveries(_HubChannel):
+    """Sends each subscriber owed its topic's newest bytes; ends subscriptions that answer 410 or expire."""
+
+    name = "delivery"
+
+    def __init__(self, store: Store, feeds: RenderedFeeds, settings: Settings):
+        super().__init__(store, settings)
+        self.feeds = feeds
+        self.policy = Policy(settings.websub.retry_seconds)
+
+    def send(self, items: Sequence[Queued], now: datetime) -> tuple[list[Pushed], int | None]:
+        owed = self.store.subscriptions.owed((item.target for item in items), now)
+        return self.each(lambda item: self._deliver(item, owed.get(item.target), now), items), None
+
+    def settle(self, conn: Connection, pushed: Sequence[Pushed], now: datetime) -> None:
+        self.store.subscriptions.delivered(conn, pushed, now, now.astimezone(self.settings.tz).date())
+
+    def tidy(self, now: datetime) -> None:
+        self.store.subscriptions.expire(now)
+
+    def _deliver(self, item: Queued, owed: Owed | None, now: datetime) -> Pushed:
+        topic = parse_topic(owed.topic, self.settings) if owed else None  # None when the feed, or the partner's key, is gone
         rendered = None
-        if topic is not None:
-            stamp = self.feeds.stamp(scope_of(topic.path), owed.version)
+        if owed is not None and topic is not None:
+            stamp = self.feeds.stamp(owed.scope, owed.version)
             if topic.partner is not None and topic.key is not None:
                 partner = self.settings.partners[topic.partner]
                 rendered = self.feeds.partner(topic.partner, partner, topic.key, topic.path, topic.extension, topic.limit,
                                               stamp=stamp, variant=topic.variant)
             else:
                 rendered = self.feeds.get(topic.path, topic.extension, topic.limit, stamp=stamp, variant=topic.variant)
-        if topic is None or rendered is None:  # the feed is gone: nothing to send
-            return Sent(owed, "unchanged")
+        if owed is None or topic is None or rendered is None:  # the subscription or its feed is gone: nothing to send
+            return Pushed(item, "dropped")
         if rendered.etag == owed.delivered_etag:
-            return Sent(owed, "unchanged", rendered.etag)
+            return Pushed(item, "dropped", note=rendered.etag)
         headers = {
             "Content-Type": FORMATS[topic.extension].content_type,
             "Link": f'<{hub_address(self.settings)}>; rel="hub", <{owed.topic}>; rel="self"',
@@ -145,25 +152,24 @@ class Distributor:
         if owed.secret:
             signature = hmac.new(owed.secret.encode(), rendered.body, "sha256").hexdigest()
             headers["X-Hub-Signature"] = f"sha256={signature}"
-        wait = None
+        wait, final = None, False
         try:
             answer = request("POST", owed.callback, self.allowed, self.settings.websub.timeout, body=rendered.body,
                              headers=headers, read=1024)
-            problem, wait = f"HTTP {answer.status}", retry_after(answer)
             if 200 <= answer.status < 300:
-                return Sent(owed, "delivered", rendered.etag)
+                return Pushed(item, "sent", note=rendered.etag)
             if answer.status == 410:
                 log.info("websub: %s ended its subscription to %s (410)", owed.callback, owed.topic)
-                return Sent(owed, "gone")
+                return Pushed(item, "given_up", error=f"{owed.callback}: HTTP 410", note="gone")
+            problem, wait = f"HTTP {answer.status}", retry_after(answer)
+            final = self.policy.final(answer.status)
         except (Refused, OSError) as exc:
             problem = str(exc) or type(exc).__name__
-        now = _now()
-        if owed.failing_since is not None and now - owed.failing_since >= timedelta(seconds=self.settings.websub.retry_seconds):
-            log.warning("websub: gave up sending %s to %s after %d attempts since %s: %s", owed.topic, owed.callback,
-                        owed.attempts + 1, owed.failing_since.isoformat(), problem)
-            return Sent(owed, "given_up")
-        return Sent(owed, "failed", retry_at=now + timedelta(seconds=backoff(owed.attempts, wait)))
+        return self.policy.failed(item, now, f"sending {owed.topic} to {owed.callback}", f"{owed.callback}: {problem}", wait, final)
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
+def hub_channels(store: Store, feeds: RenderedFeeds, settings: Settings) -> list[Verifications | Topics | Deliveries]:
+    """The hub's channels, unless it is off."""
+    if not settings.websub.hub:
+        return []
+    return [Verifications(store, settings), Topics(store, settings), Deliveries(store, feeds, settings)]

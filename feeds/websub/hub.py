@@ -3,7 +3,7 @@
 A subscriber sends ``hub.mode`` (subscribe or unsubscribe), ``hub.topic`` (any feed URL of
 this site, in any format, with any ``?limit=``), ``hub.callback``, and optionally
 ``hub.lease_seconds`` and ``hub.secret``. A good request is kept and answered ``202``; its
-callback is then asked to confirm it, from the background (``delivery.py``). A bad one is
+callback is then asked to confirm it, from the outbox (``delivery.py``). A bad one is
 answered ``400`` naming what is wrong, a topic that is not this site's ``404`` (no callback
 is ever called for it), and one past the subscription limits ``429``.
 """
@@ -81,7 +81,7 @@ def hub() -> tuple[Response, int] | Response:
                                              settings.websub.max_per_host)
     except LimitReached as exc:
         return _answer(429, f"Not taken: {exc}.")
-    services.hub.wake()
+    services.sender.wake()
     return _answer(202, f"Accepted: {callback} will be asked to confirm the {mode} to {topic.url}.")
 
 

@@ -1,5 +1,11 @@
 """Requests to other servers, and when to try one again: the hub's callbacks, which strangers gave it
-and which are untrusted (SSRF), and the search engines' endpoints (``feeds.reach``), which are trusted.
+and which are untrusted (SSRF), and the endpoints in the config (other hubs, the search engines of
+``feeds.reach``), which are trusted and may be anywhere (``ANYWHERE``).
+
+One retry policy serves every push of the outbox (``Policy``): 429, 5xx and no answer are tried
+again after 2, 4, 8… seconds (an hour at most, or the far end's Retry-After when longer) until
+the channel's give-up time has passed since the first failure; any other 4xx is given up at once;
+a push given up is logged.
 
 A callback may name any host, and a host may resolve to anything, now or a second later
 (DNS rebinding). So the address is checked where it is used: the host is resolved once,
@@ -13,16 +19,20 @@ from __future__ import annotations
 
 import http.client
 import ipaddress
+import logging
 import socket
 import ssl
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
+from feeds.store.outbox import Pushed, Queued
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 USER_AGENT = "feeds-websub-hub/1 (+https://www.w3.org/TR/websub/)"
+log = logging.getLogger("feeds.outbox")
 
 
 class Refused(Exception):
@@ -41,8 +51,7 @@ class Answer:
 
 def backoff(attempts: int, retry_after: float | None = None) -> float:
     """Seconds before the next try of something that failed ``attempts`` times before this one: 2, 4, 8…,
-    an hour at most, or what the server's Retry-After asks when that is longer. Every push uses it, the hub's
-    deliveries and the search engines' alike."""
+    an hour at most, or what the server's Retry-After asks when that is longer."""
     return max(retry_after or 0.0, float(min(2 ** (attempts + 1), LONGEST_PAUSE)))
 
 
@@ -57,8 +66,41 @@ def retry_after(answer: Answer) -> float | None:
         return None
 
 
+class Policy:
+    """What a failed push becomes: tried again later, or given up once it has failed for ``give_up_after`` seconds."""
+
+    def __init__(self, give_up_after: float):
+        self.give_up_after = give_up_after
+
+    def failed(self, item: Queued, now: datetime, what: str, error: str, wait: float | None = None, final: bool = False) -> Pushed:
+        """``item``'s fate after ``error``: ``what`` names it in the log line of one given up."""
+        first = item.failing_since or now
+        if final or (now - first).total_seconds() >= self.give_up_after:
+            log.warning("%s: gave up %s after %d attempts: %s", item.channel, what, item.attempts + 1, error)
+            return Pushed(item, "given_up", error=error)
+        return Pushed(item, "failed", now + timedelta(seconds=backoff(item.attempts, wait)), error=error)
+
+    def answered(self, items: Sequence[Queued], answer: Answer | Exception, now: datetime, what: str) -> list[Pushed] | None:
+        """The fate of ``items`` when a request for them failed; None when it succeeded (2xx)."""
+        if isinstance(answer, Exception):
+            return [self.failed(item, now, f"telling {what} of {item.subject}", f"{what}: {answer}") for item in items]
+        if 200 <= answer.status < 300:
+            return None
+        error = f"{what}: HTTP {answer.status} {answer.body[:300].decode('utf-8', 'replace')}".strip()
+        return [self.failed(item, now, f"telling {what} of {item.subject}", error, retry_after(answer), self.final(answer.status))
+                for item in items]
+
+    @staticmethod
+    def final(status: int) -> bool:
+        """Whether a failed answer's status means no other try will do better: a 4xx but 429 (Too Many Requests)."""
+        return 400 <= status < 500 and status != 429
+
+
 def networks(allowed: Iterable[str]) -> tuple[Network, ...]:
     return tuple(ipaddress.ip_network(address, strict=False) for address in allowed)
+
+
+ANYWHERE = networks(["0.0.0.0/0", "::/0"])  # for the endpoints in the config, not given by strangers
 
 
 def callable_address(address: str, allowed: Sequence[Network]) -> bool:

@@ -1,79 +1,60 @@
-"""WebSub publishing to other hubs: after a change, tell each hub in ``websub.hubs`` which feed URLs changed.
+"""WebSub publishing to other hubs, a channel of the outbox (``feeds.outbox``): after a change, each hub in
+``websub.hubs`` is told which feed URLs changed (``hub.mode=publish``, one ``hub.url`` a request).
 
-The pings go out from a background thread with retries, so a slow or down hub
-never slows or breaks a write; a ping that fails for good is logged.
+A write queues a ping of each scope it changed for every hub, in its transaction; the hot lists,
+which every read moves, at most once per ``cache.hot_ttl``. A slow or down hub never slows or
+breaks a write: a ping that fails is tried again by the outbox's one policy until
+``websub.retry_seconds`` have passed, then given up and logged.
 """
 from __future__ import annotations
 
-import logging
-import queue
-import threading
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
-from collections.abc import Iterable
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from urllib.parse import urlencode
 
-log = logging.getLogger("feeds.websub")
+from sqlalchemy.engine import Connection
+
+from feeds.addresses import feed_address
+from feeds.config import Settings
+from feeds.serving import feed_paths
+from feeds.store.outbox import Pushed, Queued
+from feeds.websub.outbound import ANYWHERE, Answer, Policy, request
+from feeds.writers import FORMATS
 
 
-class Publisher:
-    """Sends ``hub.mode=publish`` for changed feed URLs to every hub."""
+class Pings:
+    """Tells another hub (a push's target) of every feed URL of a changed scope (its subject)."""
 
-    def __init__(self, hubs: Iterable[str], retries: int = 3, backoff: float = 1.0, timeout: float = 5.0):
-        self.hubs = tuple(hubs)
-        self.retries = retries
-        self.backoff = backoff
-        self.timeout = timeout
-        self._queue: queue.Queue[tuple[str, str]] = queue.Queue()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
+    name = "ping"
+    batch = 4
+    gather = 0.0
 
-    def publish(self, urls: Iterable[str]) -> None:
-        """Queue a ping of each URL to each hub; returns at once."""
-        if not self.hubs:
-            return
-        for url in dict.fromkeys(urls):
-            for hub in self.hubs:
-                self._queue.put((hub, url))
-        self._start()
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.policy = Policy(settings.websub.retry_seconds)
+        most = len(FORMATS) * max(1, len(settings.hot.windows))  # requests a scope may take: the hot lists'
+        self.hold = timedelta(seconds=self.batch * most * settings.websub.timeout + 5)
 
-    def wait(self, timeout: float = 30.0) -> bool:
-        """Block until every queued ping is sent or given up (for a CLI about to exit); False on time-out."""
-        deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.02)
-        return True
+    def send(self, items: Sequence[Queued], now: datetime) -> tuple[list[Pushed], int | None]:
+        return [self._ping(item, now) for item in items], None
 
-    def _start(self) -> None:
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="websub", daemon=True)
-                self._thread.start()
+    def settle(self, conn: Connection, pushed: Sequence[Pushed], now: datetime) -> None:
+        pass
 
-    def _run(self) -> None:
-        while True:
-            hub, url = self._queue.get()
-            try:
-                self._ping(hub, url)
-            finally:
-                self._queue.task_done()
+    def tidy(self, now: datetime) -> None:
+        pass
 
-    def _ping(self, hub: str, url: str) -> None:
-        body = urllib.parse.urlencode({"hub.mode": "publish", "hub.url": url}).encode()
-        for attempt in range(1, self.retries + 1):
-            request = urllib.request.Request(hub, data=body, headers={"Content-Type": "application/x-www-form-urlencoded"})
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    if 200 <= response.status < 300:
-                        return
-                    problem = f"HTTP {response.status}"
-            except urllib.error.HTTPError as exc:
-                problem = f"HTTP {exc.code}"
-            except OSError as exc:
-                problem = str(exc)
-            if attempt < self.retries:
-                time.sleep(self.backoff * 2 ** (attempt - 1))
-        log.warning("websub: hub %s did not take the ping for %s after %d tries: %s", hub, url, self.retries, problem)
+    def _ping(self, item: Queued, now: datetime) -> Pushed:
+        for path in feed_paths([item.subject], self.settings.hot.windows):
+            for extension in FORMATS:
+                url = f"{feed_address(self.settings, path)}.{extension}"
+                body = urlencode({"hub.mode": "publish", "hub.url": url}).encode()
+                try:
+                    answer: Answer | Exception = request("POST", item.target, ANYWHERE, self.settings.websub.timeout, body=body,
+                                                         headers={"Content-Type": "application/x-www-form-urlencoded"})
+                except OSError as exc:
+                    answer = exc
+                failed = self.policy.answered([item], answer, now, f"hub {item.target}")
+                if failed:
+                    return failed[0]
+        return Pushed(item, "sent")

@@ -1,0 +1,151 @@
+"""The outbox: every push (the hub's confirmations and deliveries, pings of other hubs, search engines) is a row of
+one table, queued with the change that owes it, sent by one sender under one retry policy.
+
+The far ends are ``test_hub.Subscribers`` (an HTTP server on loopback whose paths note what they get);
+``Sender.work_once`` is called by the tests themselves.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timedelta, timezone
+from urllib.parse import parse_qsl
+
+import sqlalchemy as sa
+
+from feeds import create_app
+from feeds.store.schema import outbox, websub_subscriptions
+from tests import test_hub
+from tests.conftest import article, make_settings
+
+subscribers = test_hub.subscribers  # the fixture: the fake far ends
+TOKEN = {"Authorization": "Bearer s3cret"}
+BASE = "http://feeds.test"
+
+
+def settings(database_url, subscribers, **more):
+    return make_settings(database_url, api={"token": "s3cret"},
+                         websub={"allow_callbacks": ["127.0.0.1/32"], "timeout": 5, "concurrency": 4, "hubs": [f"{subscribers.url}/otherhub"]},
+                         indexnow={"key": "a1b2c3d4-e5f6", "endpoint": f"{subscribers.url}/indexnow"}, **more)
+
+
+def queued(app) -> list:
+    with app.extensions["feeds"].store.db.engine.connect() as conn:
+        return conn.execute(sa.select(outbox).order_by(outbox.c.channel, outbox.c.subject)).all()
+
+
+def work(app, later: float = 0) -> None:
+    while app.extensions["feeds"].sender.work_once(datetime.now(timezone.utc) + timedelta(seconds=later)):
+        pass
+
+
+def post(client, **changes) -> None:
+    response = client.post("/api/articles", json=article(**changes), headers=TOKEN)
+    assert response.status_code in (200, 201), response.get_json()
+
+
+def test_a_write_queues_every_push_it_owes_in_one_table_and_a_row_a_scope_not_a_subscriber(database_url, subscribers):
+    app = create_app(settings(database_url, subscribers))
+    try:
+        client = app.test_client()
+        for n in range(30):
+            assert test_hub.subscribe(client, f"{subscribers.url}/r{n}").status_code == 202
+        assert {row.channel for row in queued(app)} == {"verification"} and len(queued(app)) == 30
+        work(app)
+        assert queued(app) == []
+        post(client)
+        rows = queued(app)
+        by_channel = {channel: [row for row in rows if row.channel == channel] for channel in {row.channel for row in rows}}
+        assert set(by_channel) == {"topic", "ping", "indexnow"}
+        assert [row.subject for row in by_channel["topic"]] == ["all"]  # one row for 30 subscribers of all.rss
+        assert [row.subject for row in by_channel["indexnow"]] == [article()["url"]]
+        assert {row.subject for row in by_channel["ping"]} >= {"all", "category:redian", "hot"}
+        work(app, later=60)
+        assert queued(app) == []
+        assert all(len(subscribers[f"r{n}"].deliveries) == 1 for n in range(30))
+        assert len(subscribers["indexnow"].deliveries) == 1 and len(subscribers["otherhub"].deliveries) > 0
+        pushes = {entry["channel"]: entry for entry in client.get("/admin/stats.json", headers=TOKEN).get_json()["pushes"]}
+        assert list(pushes) == ["verification", "topic", "delivery", "ping", "indexnow"]
+        assert (pushes["verification"]["sent"], pushes["delivery"]["sent"], pushes["indexnow"]["sent"]) == (30, 30, 1)
+        assert all(entry["queued"] == 0 for entry in pushes.values())
+    finally:
+        app.extensions["feeds"].store.close()
+
+
+def test_every_channel_fails_alike_and_is_retried_after_the_same_pause(database_url, subscribers):
+    app = create_app(settings(database_url, subscribers))
+    try:
+        client = app.test_client()
+        test_hub.subscribe(client, f"{subscribers.url}/reader")
+        work(app)
+        for name in ("reader", "otherhub", "indexnow"):
+            subscribers[name].status = 503
+        before = datetime.now(timezone.utc)
+        post(client)
+        work(app, later=60)  # the hot lists' ping too
+        rows = queued(app)
+        assert {row.channel for row in rows} == {"delivery", "ping", "indexnow"}
+        for row in rows:
+            assert row.attempts == 1 and row.failing_since is not None, row.channel
+            assert timedelta(seconds=2) <= row.due - before <= timedelta(seconds=75), row.channel  # 2 s after its try
+        for name in ("reader", "otherhub", "indexnow"):
+            subscribers[name].status = 200
+        work(app, later=120)
+        assert queued(app) == []
+        assert len(subscribers["reader"].deliveries) == 2 and len(subscribers["indexnow"].deliveries) == 2
+    finally:
+        app.extensions["feeds"].store.close()
+
+
+def test_a_4xx_is_given_up_at_once_by_every_channel(database_url, subscribers, caplog):
+    app = create_app(settings(database_url, subscribers))
+    try:
+        client = app.test_client()
+        test_hub.subscribe(client, f"{subscribers.url}/reader")
+        work(app)
+        for name in ("reader", "otherhub", "indexnow"):
+            subscribers[name].status = 403
+        with caplog.at_level(logging.WARNING):
+            post(client)
+            work(app, later=60)
+        assert queued(app) == []
+        gave_up = {record.message.split(":")[0] for record in caplog.records if "gave up" in record.message}
+        assert gave_up == {"delivery", "ping", "indexnow"}
+        with app.extensions["feeds"].store.db.engine.connect() as conn:
+            assert conn.execute(sa.select(websub_subscriptions.c.failing_since)).scalar() is not None  # shown failing
+    finally:
+        app.extensions["feeds"].store.close()
+
+
+def test_pings_and_deliveries_owed_survive_the_process(database_url, subscribers):
+    first = create_app(settings(database_url, subscribers))
+    test_hub.subscribe(first.test_client(), f"{subscribers.url}/reader")
+    work(first)
+    post(first.test_client())
+    first.extensions["feeds"].store.close()  # as if killed before it sent anything
+    assert subscribers["otherhub"].deliveries == [] and subscribers["reader"].deliveries == []
+    again = create_app(settings(database_url, subscribers))
+    try:
+        work(again, later=60)
+        pinged = {dict(parse_qsl(body.decode()))["hub.url"] for _, body in subscribers["otherhub"].deliveries}
+        assert f"{BASE}/feeds/all.rss" in pinged and f"{BASE}/feeds/hot/daily.json" in pinged
+        (delivery,) = subscribers["reader"].deliveries
+        assert delivery[1] == again.test_client().get("/feeds/all.rss").get_data()
+        assert json.loads(subscribers["indexnow"].deliveries[0][1])["urlList"] == [article()["url"]]
+    finally:
+        again.extensions["feeds"].store.close()
+
+
+def test_a_write_through_the_cli_sends_what_it_owes_before_it_exits(database_url, subscribers, write_jsonl):
+    from click.testing import CliRunner
+
+    from feeds.cli import main
+
+    app = create_app(settings(database_url, subscribers))
+    try:
+        result = CliRunner().invoke(main, ["import", write_jsonl([article()])], obj=app)
+        assert result.exit_code == 0, result.output
+        assert len(subscribers["indexnow"].deliveries) == 1 and subscribers["otherhub"].deliveries
+        assert {row.subject for row in queued(app)} == {"hot"}  # the hot lists' ping waits for its minute
+    finally:
+        app.extensions["feeds"].store.close()
