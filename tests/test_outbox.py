@@ -11,6 +11,7 @@ import logging
 from datetime import datetime, timedelta, timezone
 from urllib.parse import parse_qsl
 
+import pytest
 import sqlalchemy as sa
 
 from feeds import create_app
@@ -72,49 +73,47 @@ def test_a_write_queues_every_push_it_owes_in_one_table_and_a_row_a_scope_not_a_
         app.extensions["feeds"].store.close()
 
 
-def test_every_channel_fails_alike_and_is_retried_after_the_same_pause(database_url, subscribers):
+@pytest.fixture
+def followed(database_url, subscribers):
+    """An app pushing to one confirmed subscriber of all.rss ("reader"), another hub and IndexNow."""
     app = create_app(settings(database_url, subscribers))
-    try:
-        client = app.test_client()
-        test_hub.subscribe(client, f"{subscribers.url}/reader")
-        work(app)
-        for name in ("reader", "otherhub", "indexnow"):
-            subscribers[name].status = 503
-        before = datetime.now(timezone.utc)
-        post(client)
-        work(app, later=60)  # the hot lists' ping too
-        rows = queued(app)
-        assert {row.channel for row in rows} == {"delivery", "ping", "indexnow"}
-        for row in rows:
-            assert row.attempts == 1 and row.failing_since is not None, row.channel
-            assert timedelta(seconds=2) <= row.due - before <= timedelta(seconds=75), row.channel  # 2 s after its try
-        for name in ("reader", "otherhub", "indexnow"):
-            subscribers[name].status = 200
-        work(app, later=120)
-        assert queued(app) == []
-        assert len(subscribers["reader"].deliveries) == 2 and len(subscribers["indexnow"].deliveries) == 2
-    finally:
-        app.extensions["feeds"].store.close()
+    test_hub.subscribe(app.test_client(), f"{subscribers.url}/reader")
+    work(app)
+    yield app
+    app.extensions["feeds"].store.close()
 
 
-def test_a_4xx_is_given_up_at_once_by_every_channel(database_url, subscribers, caplog):
-    app = create_app(settings(database_url, subscribers))
-    try:
-        client = app.test_client()
-        test_hub.subscribe(client, f"{subscribers.url}/reader")
-        work(app)
-        for name in ("reader", "otherhub", "indexnow"):
-            subscribers[name].status = 403
-        with caplog.at_level(logging.WARNING):
-            post(client)
-            work(app, later=60)
-        assert queued(app) == []
-        gave_up = {record.message.split(":")[0] for record in caplog.records if "gave up" in record.message}
-        assert gave_up == {"delivery", "ping", "indexnow"}
-        with app.extensions["feeds"].store.db.engine.connect() as conn:
-            assert conn.execute(sa.select(websub_subscriptions.c.failing_since)).scalar() is not None  # shown failing
-    finally:
-        app.extensions["feeds"].store.close()
+def far_ends_answer(subscribers, status: int) -> None:
+    for name in ("reader", "otherhub", "indexnow"):
+        subscribers[name].status = status
+
+
+def test_every_channel_fails_alike_and_is_retried_after_the_same_pause(followed, subscribers):
+    far_ends_answer(subscribers, 503)
+    before = datetime.now(timezone.utc)
+    post(followed.test_client())
+    work(followed, later=60)  # the hot lists' ping too: tried at a minute from now
+    rows = queued(followed)
+    assert {row.channel for row in rows} == {"delivery", "ping", "indexnow"}
+    for row in rows:
+        assert row.attempts == 1 and row.failing_since is not None, row.channel
+        assert timedelta(seconds=62) <= row.due - before <= timedelta(seconds=70), row.channel  # 2 s after its try
+    far_ends_answer(subscribers, 200)
+    work(followed, later=120)
+    assert queued(followed) == []
+    assert len(subscribers["reader"].deliveries) == 2 and len(subscribers["indexnow"].deliveries) == 2
+
+
+def test_a_4xx_is_given_up_at_once_by_every_channel(followed, subscribers, caplog):
+    far_ends_answer(subscribers, 403)
+    with caplog.at_level(logging.WARNING):
+        post(followed.test_client())
+        work(followed, later=60)
+    assert queued(followed) == []
+    gave_up = {record.message.split(":")[0] for record in caplog.records if "gave up" in record.message}
+    assert gave_up == {"delivery", "ping", "indexnow"}
+    with followed.extensions["feeds"].store.db.engine.connect() as conn:
+        assert conn.execute(sa.select(websub_subscriptions.c.failing_since)).scalar() is not None  # shown failing
 
 
 def test_pings_and_deliveries_owed_survive_the_process(database_url, subscribers):
@@ -149,3 +148,56 @@ def test_a_write_through_the_cli_sends_what_it_owes_before_it_exits(database_url
         assert {row.subject for row in queued(app)} == {"hot"}  # the hot lists' ping waits for its minute
     finally:
         app.extensions["feeds"].store.close()
+
+
+def test_the_upgrade_moves_what_was_queued_and_owed_into_the_outbox(database_url):
+    """A database of revision 0010, with a URL queued for IndexNow, a request waiting for confirmation and two
+    subscriptions, one owed a change: the upgrade queues each of them in the outbox, and nothing else."""
+    from pathlib import Path
+
+    from alembic import command
+    from alembic.config import Config
+
+    from feeds.store import Store
+    from feeds.store.schema import UTCDateTime, feed_versions, outbox_channels
+
+    store = Store(database_url)
+    store.migrate()
+    now = datetime.now(timezone.utc)
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parents[1] / "feeds" / "store" / "migrations"))
+    dated = ("requested", "expires", "due", "queued")
+    old = {name: sa.table(name, *(sa.column(column, UTCDateTime()) if column in dated else sa.column(column) for column in columns))
+           for name, columns in {
+               "push_queue": ("key", "engine", "url", "action", "version", "queued", "due", "attempts"),
+               "push_engines": ("engine", "sent", "failed"),
+               "websub_intents": ("key", "topic", "callback", "host", "feed", "scope", "mode", "lease_seconds", "requested"),
+               "websub_subscriptions": ("key", "topic", "callback", "host", "feed", "scope", "expires", "delivered_version",
+                                        "due", "attempts"),
+           }.items()}
+    with store.db.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0010")
+        conn.execute(feed_versions.insert().values(scope="all", version=5, articles=1))
+        conn.execute(old["push_queue"].insert().values(key="k", engine="baidu", url="https://news.example.cn/1.html",
+                                                       action="new", version=1, queued=now, due=now, attempts=0))
+        conn.execute(old["push_engines"].insert().values(engine="baidu", sent=7, failed=1))
+        conn.execute(old["websub_intents"].insert().values(key="waiting", topic=f"{BASE}/feeds/all.rss", callback="http://r/1",
+                                                           host="r", feed="all", scope="all", mode="subscribe",
+                                                           lease_seconds=3600, requested=now))
+        for key, delivered in (("owed", 4), ("current", 5)):
+            conn.execute(old["websub_subscriptions"].insert().values(
+                key=key, topic=f"{BASE}/feeds/all.rss", callback=f"http://r/{key}", host="r", feed="all", scope="all",
+                expires=now + timedelta(days=1), delivered_version=delivered, due=now, attempts=0))
+    store.close()
+    upgraded = Store(database_url)
+    upgraded.migrate()
+    try:
+        with upgraded.db.engine.connect() as conn:
+            rows = {(row.channel, row.target, row.subject, row.action) for row in conn.execute(sa.select(outbox))}
+            counts = conn.execute(sa.select(outbox_channels.c.channel, outbox_channels.c.sent, outbox_channels.c.failed)).all()
+        assert rows == {("baidu", "", "https://news.example.cn/1.html", "new"), ("verification", "waiting", "", "subscribe"),
+                        ("delivery", "owed", "", "content")}
+        assert [tuple(row) for row in counts] == [("baidu", 7, 1)]
+    finally:
+        upgraded.close()

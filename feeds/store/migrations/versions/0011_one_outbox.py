@@ -32,14 +32,7 @@ def upgrade() -> None:
         sa.Column('channel', sa.String(length=32), nullable=False),
         sa.Column('target', sa.Text(), nullable=False),
         sa.Column('subject', sa.Text(), nullable=False),
-        sa.Column('action', sa.String(length=16), nullable=False),
-        sa.Column('version', sa.Integer(), server_default='1', nullable=False),
-        sa.Column('queued', UTCDateTime(), nullable=False),
-        sa.Column('due', UTCDateTime(), nullable=False),
-        sa.Column('attempts', sa.Integer(), server_default='0', nullable=False),
-        sa.Column('failing_since', UTCDateTime(), nullable=True),
-        sa.Column('claimed_until', UTCDateTime(), nullable=True),
-        sa.PrimaryKeyConstraint('key'),
+        *_queue_columns(),
     )
     op.create_index('ix_outbox_channel_due', 'outbox', ['channel', 'due'])
     push_queue = sa.table('push_queue', *(sa.column(name) for name in ('engine', 'url', 'action', 'attempts')),
@@ -87,14 +80,7 @@ def downgrade() -> None:
         sa.Column('key', sa.String(length=64), nullable=False),
         sa.Column('engine', sa.String(length=32), nullable=False),
         sa.Column('url', sa.Text(), nullable=False),
-        sa.Column('action', sa.String(length=16), nullable=False),
-        sa.Column('version', sa.Integer(), server_default='1', nullable=False),
-        sa.Column('queued', UTCDateTime(), nullable=False),
-        sa.Column('due', UTCDateTime(), nullable=False),
-        sa.Column('attempts', sa.Integer(), server_default='0', nullable=False),
-        sa.Column('failing_since', UTCDateTime(), nullable=True),
-        sa.Column('claimed_until', UTCDateTime(), nullable=True),
-        sa.PrimaryKeyConstraint('key'),
+        *_queue_columns(),
     )
     op.create_index('ix_push_queue_engine_due', 'push_queue', ['engine', 'due'])
     conn.execute(sa.text("INSERT INTO push_queue (key, engine, url, action, version, queued, due, attempts, failing_since) "
@@ -119,3 +105,17 @@ def _counts_table(name: str, first: str) -> None:
         sa.Column('remain', sa.BigInteger(), nullable=True),
         sa.PrimaryKeyConstraint(first),
     )
+
+
+def _queue_columns() -> list[sa.schema.SchemaItem]:
+    """What the outbox and the queue it replaced have alike: each row's action, version and pace, and its key."""
+    return [
+        sa.Column('action', sa.String(length=16), nullable=False),
+        sa.Column('version', sa.Integer(), server_default='1', nullable=False),
+        sa.Column('queued', UTCDateTime(), nullable=False),
+        sa.Column('due', UTCDateTime(), nullable=False),
+        sa.Column('attempts', sa.Integer(), server_default='0', nullable=False),
+        sa.Column('failing_since', UTCDateTime(), nullable=True),
+        sa.Column('claimed_until', UTCDateTime(), nullable=True),
+        sa.PrimaryKeyConstraint('key'),
+    ]
