@@ -29,6 +29,7 @@ from feeds.background import PerProcess, one_round
 from feeds.metrics import PUSHES
 from feeds.store import Store
 from feeds.store.outbox import Pushed, Queued
+from feeds.websub.outbound import backoff
 
 log = logging.getLogger("feeds.outbox")
 
@@ -92,7 +93,13 @@ class Sender:
         items = self.store.outbox.claim(channel.name, now, channel.batch, channel.hold)
         if not items:
             return False
-        pushed, remain = channel.send(items, now)
+        try:
+            pushed, remain = channel.send(items, now)
+        except Exception as exc:  # a bug, not an answer: the batch waits out a pause, and does not block the others
+            log.exception("%s: sending a batch of %d failed", channel.name, len(items))
+            pushed = [Pushed(item, "failed", now + timedelta(seconds=backoff(item.attempts)), error=repr(exc)[:300])
+                      for item in items]
+            remain = None
         self.store.outbox.record(channel.name, pushed, datetime.now(timezone.utc), remain, channel.settle)
         for done in pushed:
             PUSHES.labels(channel.name, done.result).inc()

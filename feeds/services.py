@@ -47,6 +47,7 @@ def open_services(settings: Settings) -> Services:
                   {"tag": settings.slugs.tags, "author": settings.slugs.authors},
                   on_change=_announcer(news, wake), recheck_seconds=settings.cache.recheck_seconds, destinations=destinations)
     store.migrate()
+    store.outbox.prune()
     catalog = Catalog(store, settings)
     feeds = RenderedFeeds(store, catalog, open_cache(settings.cache.url, settings.cache.retry_after), settings, news)
     channels = [*hub_channels(store, feeds, settings), *[Pings(settings)] * bool(settings.websub.hubs), *engines(settings, store)]

@@ -201,3 +201,111 @@ def test_the_upgrade_moves_what_was_queued_and_owed_into_the_outbox(database_url
         assert [tuple(row) for row in counts] == [("baidu", 7, 1)]
     finally:
         upgraded.close()
+
+
+def test_news_merged_while_a_push_is_out_keeps_a_failure_s_pause_and_follows_a_success(database_url):
+    from feeds.store import Store
+    from feeds.store.outbox import Destinations, Push, Pushed
+
+    store = Store(database_url, destinations=Destinations(engines=("baidu",)))
+    store.migrate()
+    outbox_ = store.outbox
+    now = datetime.now(timezone.utc)
+
+    def merge(action: str) -> None:
+        store.db.write(lambda conn: outbox_.queue(conn, [Push("baidu", "", "https://news.example.cn/1.html", action)], now))
+
+    def row():
+        with store.db.engine.connect() as conn:
+            return conn.execute(sa.select(outbox)).one()
+
+    try:
+        merge("new")
+        (item,) = outbox_.claim("baidu", now, 10, timedelta(seconds=30))
+        merge("update")  # an edit while the push is out
+        outbox_.record("baidu", [Pushed(item, "failed", now + timedelta(seconds=2))], now)
+        failed = row()
+        assert (failed.attempts, failed.due, failed.action, failed.claimed_until) == (1, now + timedelta(seconds=2), "new", None)
+        (item,) = outbox_.claim("baidu", now + timedelta(seconds=3), 10, timedelta(seconds=30))
+        merge("update")
+        outbox_.record("baidu", [Pushed(item, "sent")], now + timedelta(seconds=3))
+        fresh = row()  # Baidu was told of the new URL: the edit is news of an update, a fresh push due now
+        assert (fresh.attempts, fresh.failing_since, fresh.action) == (0, None, "update")
+        assert fresh.due <= now + timedelta(seconds=3)
+        (item,) = outbox_.claim("baidu", now + timedelta(seconds=4), 10, timedelta(seconds=30))
+        outbox_.record("baidu", [Pushed(item, "sent")], now + timedelta(seconds=4))
+        with store.db.engine.connect() as conn:
+            assert conn.execute(sa.select(outbox)).all() == []
+    finally:
+        store.close()
+
+
+def test_a_claim_run_out_is_not_released_by_its_first_holder(database_url):
+    from feeds.store import Store
+    from feeds.store.outbox import Destinations, Push, Pushed
+
+    store = Store(database_url, destinations=Destinations(engines=("indexnow",)))
+    store.migrate()
+    now = datetime.now(timezone.utc)
+    try:
+        store.db.write(lambda conn: store.outbox.queue(conn, [Push("indexnow", "", "https://news.example.cn/1.html", "new")], now))
+        (slow,) = store.outbox.claim("indexnow", now, 10, timedelta(seconds=5))
+        (other,) = store.outbox.claim("indexnow", now + timedelta(seconds=6), 10, timedelta(seconds=30))  # the hold ran out
+        store.outbox.record("indexnow", [Pushed(slow, "failed", now + timedelta(seconds=2))], now + timedelta(seconds=7))
+        assert store.outbox.claim("indexnow", now + timedelta(seconds=8), 10, timedelta(seconds=30)) == []  # still the other's
+        store.outbox.record("indexnow", [Pushed(other, "sent")], now + timedelta(seconds=8))
+        with store.db.engine.connect() as conn:
+            assert conn.execute(sa.select(outbox)).all() == []
+    finally:
+        store.close()
+
+
+def test_a_subscription_confirmed_while_a_write_commits_is_owed_the_write(followed, subscribers):
+    """The write's transaction is open (its version bumped, the subscribers read) while the confirmation is recorded:
+    one of them must see the other, or the new subscriber never gets the change."""
+    import threading
+
+    from feeds.store.schema import feed_versions
+
+    store = followed.extensions["feeds"].store
+    if store.db.dialect != "postgresql":
+        pytest.skip("SQLite runs one write at a time: a confirmation cannot overlap a write")
+    post(followed.test_client())
+    work(followed, later=60)
+    topic = f"{BASE}/feeds/category/redian.rss"  # a scope nobody else follows: the write queues no topic for it
+    assert test_hub.subscribe(followed.test_client(), f"{subscribers.url}/late", topic=topic).status_code == 202
+    with store.db.engine.connect() as write:
+        write.begin()
+        scope = feed_versions.c.scope == "category:redian"
+        write.execute(feed_versions.update().where(scope).values(version=feed_versions.c.version + 1))
+        store.outbox.scopes_changed(write, {"category:redian"})  # as the write does before it commits: "late" is not confirmed yet
+        confirming = threading.Thread(target=lambda: work(followed))
+        confirming.start()
+        confirming.join(1.0)  # it reads the version the write has not committed yet, then waits for the scope's row
+        write.commit()
+    confirming.join(30)
+    work(followed)
+    assert len(subscribers["late"].verifications) == 1 and len(subscribers["late"].deliveries) == 1
+
+
+def test_a_batch_whose_sending_fails_waits_a_pause_and_holds_nothing(followed, subscribers, monkeypatch, caplog):
+    (engine,) = [channel for channel in followed.extensions["feeds"].sender.channels if channel.name == "indexnow"]
+    monkeypatch.setattr(engine, "send", lambda items, now: 1 / 0)
+    post(followed.test_client())
+    with caplog.at_level(logging.ERROR):
+        work(followed)
+    (row,) = [row for row in queued(followed) if row.channel == "indexnow"]
+    assert row.attempts == 1 and row.claimed_until is None and row.due > datetime.now(timezone.utc)
+    assert "indexnow: sending a batch of 1 failed" in caplog.text
+
+
+def test_a_hub_removed_from_the_config_is_pinged_no_more(database_url, subscribers):
+    first = create_app(settings(database_url, subscribers))
+    post(first.test_client())
+    first.extensions["feeds"].store.close()
+    again = create_app(make_settings(database_url, api={"token": "s3cret"}, websub={"hubs": [f"{subscribers.url}/newhub"]}))
+    try:
+        work(again, later=60)
+        assert subscribers["otherhub"].deliveries == [] and queued(again) == []
+    finally:
+        again.extensions["feeds"].store.close()

@@ -98,7 +98,8 @@ class Database:
             yield conn
 
     def write(self, work: Callable[[Connection], T]) -> T:
-        """Run ``work(conn)`` in one write transaction; retry when a concurrent writer won a race.
+        """Run ``work(conn)`` in one write transaction; retry when a concurrent writer won a race (a unique key taken,
+        a deadlock).
         Before the commit, hand the scopes the work changed to the ``before_commit`` hooks; after it,
         tell the ``after_commit`` listeners."""
         for attempt in range(5):
@@ -118,8 +119,8 @@ class Database:
                     for listener in self.after_commit:
                         listener(changed)
                 return result
-            except sa.exc.IntegrityError:
-                if attempt == 4:
+            except (sa.exc.IntegrityError, sa.exc.OperationalError) as exc:
+                if attempt == 4 or not (isinstance(exc, sa.exc.IntegrityError) or _lost_a_race(exc)):
                     raise
                 time.sleep(0.01 * (attempt + 1))
         raise AssertionError("unreachable")
@@ -164,6 +165,11 @@ def _engine(url: str) -> Engine:
     # connections that died meanwhile, so the service recovers by itself when the database is back.
     connect_args = {"connect_timeout": _CONNECT_TIMEOUT, "tcp_user_timeout": _CONNECT_TIMEOUT * 2000} if url.startswith("postgresql") else {}
     return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+
+
+def _lost_a_race(exc: sa.exc.DBAPIError) -> bool:
+    """Whether PostgreSQL chose this transaction to end a deadlock, or to keep a serializable order: try again."""
+    return getattr(exc.orig, "sqlstate", None) in ("40P01", "40001")
 
 
 def _is_connection_error(exc: sa.exc.DBAPIError) -> bool:

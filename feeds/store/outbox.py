@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -79,6 +80,7 @@ class Queued:
     version: int
     attempts: int
     failing_since: datetime | None
+    claim: str  # the claim's token: only its holder releases it
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,10 @@ class Outbox:
         self.queue(conn, [*(Push("ping", hub, scope, "change", self._paced(scope, now)) for hub in destinations.hubs for scope in scopes),
                           *(Push("topic", "", scope, "change", self._paced(scope, now)) for scope in watched)], now)
 
+    def prune(self) -> int:
+        """Drop what is queued for channels no longer configured (an engine or the hub turned off); how many went."""
+        return self.db.write(lambda conn: conn.execute(outbox.delete().where(outbox.c.channel.not_in(self.destinations.channels))).rowcount)
+
     def forget(self, conn: Connection, channel: str, targets: Iterable[str]) -> None:
         """Drop what is queued on ``channel`` for ``targets`` (pushes queued with no subject): they are gone."""
         for chunk in chunks(sorted({key_of(channel, target, "") for target in targets})):
@@ -178,47 +184,59 @@ class Outbox:
     def claim(self, channel: str, now: datetime, limit: int, hold: timedelta) -> list[Queued]:
         """Up to ``limit`` due pushes of ``channel``, oldest first, held for ``hold`` (a sender that dies leaves
         them to others when the hold runs out)."""
-        due = (sa.select(outbox).where(outbox.c.channel == channel, outbox.c.due <= now,
-                                       sa.or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < now))
-               .order_by(outbox.c.due).limit(limit))
+        ready = (sa.select(outbox).where(outbox.c.channel == channel, outbox.c.due <= now,
+                                         sa.or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < now))
+                 .order_by(outbox.c.due).limit(limit))
         with self.db.read() as conn:  # most of the time there is nothing to send: find that out without a write lock
-            if conn.execute(due.limit(1)).first() is None:
+            if conn.execute(ready.limit(1)).first() is None:
                 return []
+        token = secrets.token_hex(8)
 
         def claim(conn: Connection) -> list[Queued]:
-            rows = conn.execute(due.with_for_update(skip_locked=True)).all()
+            rows = conn.execute(ready.with_for_update(skip_locked=True)).all()
             for chunk in chunks([row.key for row in rows]):
-                conn.execute(outbox.update().where(outbox.c.key.in_(chunk)).values(claimed_until=now + hold))
+                conn.execute(outbox.update().where(outbox.c.key.in_(chunk)).values(claimed_until=now + hold, claim=token))
             return [Queued(row.key, row.channel, row.target, row.subject, row.action, row.version, row.attempts,
-                           row.failing_since) for row in rows]
+                           row.failing_since, token) for row in rows]
 
         return self.db.write(claim)
 
     def record(self, channel: str, pushed: Sequence[Pushed], now: datetime, remain: int | None = None,
                settle: Callable[[Connection, Sequence[Pushed], datetime], None] | None = None) -> None:
         """Apply what became of claimed pushes, count it for the channel and let it ``settle`` its own state, in one
-        transaction. A push merged anew since it was claimed (its version moved) stays queued, due at once."""
+        transaction. A failure is kept with its pause whatever was merged into it meanwhile; a push that went (or was
+        given up) while news was merged into it stays queued as a fresh push of that news."""
+        finished = [{"k": done.item.key, "v": done.item.version, "a": done.item.action,
+                     "at": self._paced(done.item.subject, now) or now}
+                    for done in pushed if done.result in ("sent", "given_up", "dropped")]
+        again = {result: [{"k": done.item.key, "at": done.retry_at} for done in pushed if done.result == result]
+                 for result in ("failed", "deferred")}
+        key, version = outbox.c.key == sa.bindparam("k"), outbox.c.version == sa.bindparam("v")
+        at = sa.bindparam("at", type_=outbox.c.due.type)
 
         def record(conn: Connection) -> None:
-            mine = sa.and_(outbox.c.key == sa.bindparam("k"), outbox.c.version == sa.bindparam("v"))
-            finished = [{"k": done.item.key, "v": done.item.version} for done in pushed
-                        if done.result in ("sent", "given_up", "dropped")]
+            if self.db.dialect == "postgresql":  # lock in key order, as ``queue`` does: no deadlock with a write
+                for chunk in chunks(sorted(done.item.key for done in pushed)):
+                    conn.execute(sa.select(outbox.c.key).where(outbox.c.key.in_(chunk)).order_by(outbox.c.key).with_for_update())
             if finished:
-                conn.execute(outbox.delete().where(mine), finished)
-            for result, values in (
-                ("failed", {"attempts": outbox.c.attempts + 1, "failing_since": sa.func.coalesce(outbox.c.failing_since, now)}),
-                ("deferred", {}),
-            ):
-                again = [{"k": done.item.key, "v": done.item.version, "at": done.retry_at} for done in pushed if done.result == result]
-                if again:
-                    conn.execute(outbox.update().where(mine).values(due=sa.bindparam("at", type_=outbox.c.due.type), **values), again)
+                conn.execute(outbox.delete().where(key, version), finished)
+                conn.execute(outbox.update().where(key, ~version).values(  # news merged in while it went: a fresh push
+                    due=at, attempts=0, failing_since=None,
+                    action=sa.case((sa.and_(outbox.c.action == "new", sa.bindparam("a") == "new"), "update"), else_=outbox.c.action)),
+                    finished)
+            if again["failed"]:
+                conn.execute(outbox.update().where(key).values(
+                    due=at, attempts=outbox.c.attempts + 1, failing_since=sa.func.coalesce(outbox.c.failing_since, now)),
+                    again["failed"])
+            if again["deferred"]:
+                conn.execute(outbox.update().where(key).values(due=at), again["deferred"])
+            conn.execute(outbox.update().where(key, outbox.c.claim == sa.bindparam("c")).values(claimed_until=None, claim=None),
+                         [{"k": done.item.key, "c": done.item.claim} for done in pushed])
+            if settle is not None:
+                settle(conn, pushed, now)
             sent = sum(done.result == "sent" for done in pushed)
             failed = sum(done.result == "given_up" for done in pushed)
             error = next((done.error for done in reversed(pushed) if done.error), None)
-            for chunk in chunks([done.item.key for done in pushed]):
-                conn.execute(outbox.update().where(outbox.c.key.in_(chunk)).values(claimed_until=None))
-            if settle is not None:
-                settle(conn, pushed, now)
             if sent or failed or error or remain is not None:
                 self._count(conn, channel, sent, failed, now, error, remain)
 

@@ -351,6 +351,7 @@ outbox = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("failing_since", UTCDateTime, nullable=True),
     sa.Column("claimed_until", UTCDateTime, nullable=True),
+    sa.Column("claim", sa.String(16), nullable=True),  # the claim's token: only its holder releases it
     sa.Index("ix_outbox_channel_due", "channel", "due"),
 )
 

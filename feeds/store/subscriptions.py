@@ -96,9 +96,14 @@ class Subscriptions:
         """Subscribe (owed every change since the intent was read, even one made while the callback was being asked;
         a renewal keeps what it was owed) or unsubscribe."""
         if intent.mode == "unsubscribe":
+            self.outbox.forget(conn, "delivery", [intent.key])  # the outbox's rows before the subscription's, as everywhere
             conn.execute(_subscriptions.delete().where(_subscriptions.c.key == intent.key))
-            self.outbox.forget(conn, "delivery", [intent.key])
             return
+        # A write to the scope committing meanwhile would not see this subscription, nor this transaction its new
+        # version: take the scope's row first, so that one waits for the other (PostgreSQL; SQLite has one writer).
+        insert = self._dialect.insert(feed_versions).values(scope=intent.scope, version=0, articles=0)
+        conn.execute(insert.on_conflict_do_nothing(index_elements=["scope"]))
+        version = conn.scalar(sa.select(feed_versions.c.version).where(feed_versions.c.scope == intent.scope).with_for_update())
         expires = now + timedelta(seconds=intent.lease_seconds)
         renewed = conn.execute(
             _subscriptions.update().where(_subscriptions.c.key == intent.key).values(secret=intent.secret, expires=expires)
@@ -107,7 +112,7 @@ class Subscriptions:
             conn.execute(_subscriptions.insert().values(
                 key=intent.key, topic=intent.topic, callback=intent.callback, host=intent.host, feed=intent.feed,
                 scope=intent.scope, secret=intent.secret, expires=expires))
-            if conn.scalar(sa.select(_version(sa.literal(intent.scope)))) > intent.version:
+            if version > intent.version:
                 self.outbox.queue(conn, [Push("delivery", intent.key, "", "content")], now)
 
     # -- distribution -------------------------------------------------------------------
@@ -168,9 +173,9 @@ class Subscriptions:
 
         def expire(conn: Connection) -> int:
             gone = list(conn.execute(sa.select(_subscriptions.c.key).where(_subscriptions.c.expires <= now)).scalars())
-            for chunk in chunks(gone):
-                conn.execute(_subscriptions.delete().where(_subscriptions.c.key.in_(chunk)))
             self.outbox.forget(conn, "delivery", gone)
+            for chunk in chunks(sorted(gone)):
+                conn.execute(_subscriptions.delete().where(_subscriptions.c.key.in_(chunk)))
             return len(gone)
 
         return self.db.write(expire)

@@ -88,7 +88,7 @@ class Verifications(_HubChannel):
         try:
             answer = request("GET", f"{intent.callback}{separator}{urlencode(query)}", self.allowed,
                              self.settings.websub.timeout, read=len(challenge) + 64)
-        except (Refused, OSError) as exc:
+        except (Refused, OSError, ValueError) as exc:  # ValueError: a host name no resolver takes
             problem = str(exc) or type(exc).__name__
         else:
             if 200 <= answer.status < 300 and answer.body.strip() == challenge.encode():
@@ -163,7 +163,7 @@ class Deliveries(_HubChannel):
                 return Pushed(item, "given_up", error=f"{owed.callback}: HTTP 410", note="gone")
             problem, wait = f"HTTP {answer.status}", retry_after(answer)
             final = self.policy.final(answer.status)
-        except (Refused, OSError) as exc:
+        except (Refused, OSError, ValueError) as exc:  # ValueError: a host name no resolver takes
             problem = str(exc) or type(exc).__name__
         return self.policy.failed(item, now, f"sending {owed.topic} to {owed.callback}", f"{owed.callback}: {problem}", wait, final)
 

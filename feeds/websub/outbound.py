@@ -74,6 +74,7 @@ class Policy:
 
     def failed(self, item: Queued, now: datetime, what: str, error: str, wait: float | None = None, final: bool = False) -> Pushed:
         """``item``'s fate after ``error``: ``what`` names it in the log line of one given up."""
+        now = max(now, datetime.now(timezone.utc))  # ``now`` is when the batch was claimed: the pause starts at the failure
         first = item.failing_since or now
         if final or (now - first).total_seconds() >= self.give_up_after:
             log.warning("%s: gave up %s after %d attempts: %s", item.channel, what, item.attempts + 1, error)
@@ -119,6 +120,12 @@ def check_url(url: str, allowed: Sequence[Network]) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise Refused("the callback must be an http or https URL")
+    try:
+        if parts.port == 0:  # one out of range raises
+            raise ValueError("port 0")
+        parts.hostname.encode("idna")
+    except (ValueError, UnicodeError) as exc:
+        raise Refused(f"the callback's address cannot be called: {exc}") from None
     try:
         ipaddress.ip_address(parts.hostname)
     except ValueError:

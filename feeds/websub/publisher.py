@@ -45,6 +45,8 @@ class Pings:
         pass
 
     def _ping(self, item: Queued, now: datetime) -> Pushed:
+        if item.target not in self.settings.websub.hubs:  # a hub since removed from the config
+            return Pushed(item, "dropped")
         for path in feed_paths([item.subject], self.settings.hot.windows):
             for extension in FORMATS:
                 url = f"{feed_address(self.settings, path)}.{extension}"

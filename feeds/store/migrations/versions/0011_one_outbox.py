@@ -33,6 +33,7 @@ def upgrade() -> None:
         sa.Column('target', sa.Text(), nullable=False),
         sa.Column('subject', sa.Text(), nullable=False),
         *_queue_columns(),
+        sa.Column('claim', sa.String(length=16), nullable=True),
     )
     op.create_index('ix_outbox_channel_due', 'outbox', ['channel', 'due'])
     push_queue = sa.table('push_queue', *(sa.column(name) for name in ('engine', 'url', 'action', 'attempts')),
@@ -75,7 +76,7 @@ def downgrade() -> None:
     op.add_column('websub_subscriptions', sa.Column('due', UTCDateTime(), server_default='1970-01-01 00:00:00', nullable=False))
     op.add_column('websub_subscriptions', sa.Column('attempts', sa.Integer(), server_default='0', nullable=False))
     op.add_column('websub_subscriptions', sa.Column('claimed_until', UTCDateTime(), nullable=True))
-    op.create_table(
+    push_queue = op.create_table(
         'push_queue',
         sa.Column('key', sa.String(length=64), nullable=False),
         sa.Column('engine', sa.String(length=32), nullable=False),
@@ -83,9 +84,14 @@ def downgrade() -> None:
         *_queue_columns(),
     )
     op.create_index('ix_push_queue_engine_due', 'push_queue', ['engine', 'due'])
-    conn.execute(sa.text("INSERT INTO push_queue (key, engine, url, action, version, queued, due, attempts, failing_since) "
-                         "SELECT key, channel, subject, action, version, queued, due, attempts, failing_since FROM outbox "
-                         "WHERE channel IN ('indexnow', 'baidu')"))
+    outbox = sa.table('outbox', *(sa.column(name) for name in ('channel', 'subject', 'action', 'version', 'attempts')),
+                      *(sa.column(name, UTCDateTime()) for name in ('queued', 'due', 'failing_since')))
+    rows = [{"key": hashlib.sha256(f"{row.channel}\n{row.subject}".encode()).hexdigest(), "engine": row.channel,
+             "url": row.subject, "action": row.action, "version": row.version, "queued": row.queued, "due": row.due,
+             "attempts": row.attempts, "failing_since": row.failing_since}
+            for row in conn.execute(sa.select(outbox).where(outbox.c.channel.in_(["indexnow", "baidu"])))]
+    if rows:
+        op.bulk_insert(push_queue, rows)
     _counts_table('push_engines', 'engine')
     conn.execute(sa.text("INSERT INTO push_engines SELECT * FROM outbox_channels WHERE channel IN ('indexnow', 'baidu')"))
     op.drop_table('outbox_channels')
