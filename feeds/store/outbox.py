@@ -7,7 +7,7 @@ loses nothing:
 
 - ``verification``: a subscription request (target: the intent) whose callback is to confirm it,
   queued with the request (``store.subscriptions``);
-- ``topic``: a feed scope that changed and has subscribers, queued by the write that bumped it;
+- ``topic``: a feed scope that changed, queued by the write that bumped it when the hub has subscribers;
   the sender turns it into one ``delivery`` per subscriber (``expand``), so a write costs a row a
   scope, never one a subscriber;
 - ``delivery``: a subscription (target) owed its topic's new bytes;
@@ -151,16 +151,14 @@ class Outbox:
                           for url, action in changes.items()), now)
 
     def scopes_changed(self, conn: Connection, scopes: set[str]) -> None:
-        """Queue, in the write that changed ``scopes``, a ping of each to every other hub and a ``topic`` for each
-        that this hub's subscribers follow (run by ``Database.write`` before it commits)."""
+        """Queue, in the write that changed ``scopes``, a ping of each to every other hub and, when this hub has
+        subscribers, a ``topic`` of each (run by ``Database.write`` before it commits). Which scopes have subscribers is
+        the sender's to find out: a write costs the same with ten thousand as with one."""
         now = datetime.now(timezone.utc)
         destinations = self.destinations
-        watched: list[str] = []
-        if destinations.hub:
-            query = sa.select(websub_subscriptions.c.scope).distinct().where(websub_subscriptions.c.scope.in_(sorted(scopes)))
-            watched = list(conn.execute(query).scalars())
+        followed = destinations.hub and conn.execute(sa.select(websub_subscriptions.c.key).limit(1)).first() is not None
         self.queue(conn, [*(Push("ping", hub, scope, "change", self._paced(scope, now)) for hub in destinations.hubs for scope in scopes),
-                          *(Push("topic", "", scope, "change", self._paced(scope, now)) for scope in watched)], now)
+                          *(Push("topic", "", scope, "change", self._paced(scope, now)) for scope in scopes if followed)], now)
 
     def prune(self) -> int:
         """Drop what is queued for channels no longer configured (an engine or the hub turned off); how many went."""
@@ -204,43 +202,49 @@ class Outbox:
     def record(self, channel: str, pushed: Sequence[Pushed], now: datetime, remain: int | None = None,
                settle: Callable[[Connection, Sequence[Pushed], datetime], None] | None = None) -> None:
         """Apply what became of claimed pushes, count it for the channel and let it ``settle`` its own state, in one
-        transaction. A failure is kept with its pause whatever was merged into it meanwhile; a push that went (or was
-        given up) while news was merged into it stays queued as a fresh push of that news."""
-        finished = [{"k": done.item.key, "v": done.item.version, "a": done.item.action,
-                     "at": self._paced(done.item.subject, now) or now}
-                    for done in pushed if done.result in ("sent", "given_up", "dropped")]
-        again = {result: [{"k": done.item.key, "at": done.retry_at} for done in pushed if done.result == result]
-                 for result in ("failed", "deferred")}
-        key, version = outbox.c.key == sa.bindparam("k"), outbox.c.version == sa.bindparam("v")
-        at = sa.bindparam("at", type_=outbox.c.due.type)
+        transaction. Only pushes still held by their claim are applied: one whose claim ran out is another sender's
+        now. A failure is kept with its pause whatever was merged into it meanwhile; a push that went (or was given
+        up) while news was merged into it stays queued as a fresh push of that news."""
 
         def record(conn: Connection) -> None:
-            if self.db.dialect == "postgresql":  # lock in key order, as ``queue`` does: no deadlock with a write
-                for chunk in chunks(sorted(done.item.key for done in pushed)):
-                    conn.execute(sa.select(outbox.c.key).where(outbox.c.key.in_(chunk)).order_by(outbox.c.key).with_for_update())
-            if finished:
-                conn.execute(outbox.delete().where(key, version), finished)
-                conn.execute(outbox.update().where(key, ~version).values(  # news merged in while it went: a fresh push
-                    due=at, attempts=0, failing_since=None,
-                    action=sa.case((sa.and_(outbox.c.action == "new", sa.bindparam("a") == "new"), "update"), else_=outbox.c.action)),
-                    finished)
-            if again["failed"]:
+            claims = {done.item.key: done.item.claim for done in pushed}
+            held: dict[str, int] = {}  # key -> version, of the rows still under this claim
+            for chunk in chunks(sorted(claims)):
+                # in key order, locked on PostgreSQL as ``queue`` locks them: no deadlock with a write
+                query = sa.select(outbox.c.key, outbox.c.version, outbox.c.claim).where(outbox.c.key.in_(chunk))
+                for row in conn.execute(query.order_by(outbox.c.key).with_for_update()):
+                    if row.claim == claims[row.key]:
+                        held[row.key] = row.version
+            mine = [done for done in pushed if done.item.key in held]
+            finished = [done for done in mine if done.result in ("sent", "given_up", "dropped")]
+            for chunk in chunks(sorted(done.item.key for done in finished if held[done.item.key] == done.item.version)):
+                conn.execute(outbox.delete().where(outbox.c.key.in_(chunk)))
+            key, at = outbox.c.key == sa.bindparam("k"), sa.bindparam("at", type_=outbox.c.due.type)
+            free = {"claimed_until": None, "claim": None}
+            merged = [{"k": done.item.key, "a": done.item.action, "at": self._paced(done.item.subject, now) or now}
+                      for done in finished if held[done.item.key] != done.item.version]
+            if merged:  # news merged in while it went: a fresh push of that news (an edit, once the engine knows the URL)
                 conn.execute(outbox.update().where(key).values(
-                    due=at, attempts=outbox.c.attempts + 1, failing_since=sa.func.coalesce(outbox.c.failing_since, now)),
-                    again["failed"])
-            if again["deferred"]:
-                conn.execute(outbox.update().where(key).values(due=at), again["deferred"])
-            conn.execute(outbox.update().where(key, outbox.c.claim == sa.bindparam("c")).values(claimed_until=None, claim=None),
-                         [{"k": done.item.key, "c": done.item.claim} for done in pushed])
+                    due=at, attempts=0, failing_since=None, **free,
+                    action=sa.case((sa.and_(outbox.c.action == "new", sa.bindparam("a") == "new"), "update"), else_=outbox.c.action)),
+                    merged)
+            for result, values in (
+                ("failed", {"attempts": outbox.c.attempts + 1, "failing_since": sa.func.coalesce(outbox.c.failing_since, now)}),
+                ("deferred", {}),
+            ):
+                again = [{"k": done.item.key, "at": done.retry_at} for done in mine if done.result == result]
+                if again:
+                    conn.execute(outbox.update().where(key).values(due=at, **free, **values), again)
             if settle is not None:
-                settle(conn, pushed, now)
-            sent = sum(done.result == "sent" for done in pushed)
-            failed = sum(done.result == "given_up" for done in pushed)
-            error = next((done.error for done in reversed(pushed) if done.error), None)
+                settle(conn, mine, now)
+            sent = sum(done.result == "sent" for done in mine)
+            failed = sum(done.result == "given_up" for done in mine)
+            error = next((done.error for done in reversed(mine) if done.error), None)
             if sent or failed or error or remain is not None:
                 self._count(conn, channel, sent, failed, now, error, remain)
 
-        self.db.write(record)
+        if pushed:
+            self.db.write(record)
 
     def _count(self, conn: Connection, channel: str, sent: int, failed: int, now: datetime, error: str | None,
                remain: int | None) -> None:

@@ -4,18 +4,18 @@ subscriptions, and sending each subscriber its topic's new bytes.
 Verification of intent (WebSub §5.3): a GET to the callback with ``hub.mode``, ``hub.topic``,
 a random ``hub.challenge`` and, to subscribe, the ``hub.lease_seconds`` granted; a 2xx
 answer echoing the challenge confirms, anything else drops the request. Content distribution
-(§7): a write that changes a scope somebody follows queues a ``topic``, which is turned into
-a ``delivery`` per subscriber; each is a POST of the topic's newest bytes, with its
+(§7): a write queues a ``topic`` of each scope it changed, which is turned into a ``delivery``
+per subscriber of it; each is a POST of the topic's newest bytes, with its
 Content-Type, ``Link: <hub>; rel="hub", <topic>; rel="self"`` and, with a secret,
 ``X-Hub-Signature: sha256=<HMAC of the body>``. A 2xx is done, a 410 ends the subscription,
-any other answer or none is dealt with by the outbox's one policy (``outbound.Policy``): another 4xx
-but 429 is given up at once, the rest tried again until ``websub.retry_seconds`` have passed since
-the first failure. Changes made while a delivery
-waits are merged into it: a subscriber gets the newest bytes once, not a request per change,
-and never bytes it already has.
+any other answer or none is dealt with by the outbox's one policy (``outbound.Policy``): another
+4xx but 429 is given up at once, the rest tried again until ``websub.retry_seconds`` have passed
+since the first failure. Changes made while a delivery waits are merged into it: a subscriber
+gets the newest bytes once, not a request per change, and never bytes it already has.
 
-Requests go out on a pool of ``websub.concurrency`` threads, each bounded by ``websub.timeout``,
-so a slow or hostile subscriber costs a thread for a few seconds and never a poll or a write.
+Each channel's requests go out on up to ``websub.concurrency`` threads, each bounded by
+``websub.timeout``, so a slow or hostile subscriber costs a thread for a few seconds and never a
+poll or a write.
 """
 from __future__ import annotations
 
