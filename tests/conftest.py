@@ -148,6 +148,10 @@ def _database_params() -> list[Any]:
     return ["sqlite", postgres]
 
 
+# For a test of what only PostgreSQL can do (transactions that overlap): ``database_url`` is PostgreSQL alone.
+only_postgresql = pytest.mark.parametrize("database_url", _database_params()[1:], indirect=True)
+
+
 @pytest.fixture(params=_database_params())
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty database: SQLite in a temporary folder, or a wiped PostgreSQL schema."""
