@@ -103,7 +103,7 @@ def _check_address(host: str, port: int) -> None:
 
 
 def _worker_app(settings: Settings) -> Any:
-    """The app of one worker process, made after it started: each runs the schedule and the hub's deliveries from its start."""
+    """The app of one worker process, made after it started: each runs the schedule and the outbox's sender from its start."""
     # Out of the parent's process group, so that a terminal's Ctrl-C (SIGINT to the group) reaches the parent
     # alone, which stops the workers with SIGTERM: a SIGINT to the worker itself left it, one time in two here,
     # waiting for a shutdown that never came. A supervisor's SIGKILL of the group kills the parent, and the
