@@ -27,6 +27,7 @@ import functools
 import logging
 import os
 import resource
+import signal
 import socket
 import ssl
 import threading
@@ -61,7 +62,7 @@ def serve(settings: Settings, workers: int, threads: int) -> None:
     tls = _tls(server.tls_certificate, server.tls_key)
     _take_the_open_files_limit()
     try:
-        granian = Granian(
+        granian = _Granian(
             "feeds.app:create_app",  # named for granian's log line; the workers' app comes from _worker_app
             address=server.host, port=server.port, interface=Interfaces.WSGI, workers=workers, blocking_threads=threads,
             # HTTP/2 only over TLS, where a client asks for it (ALPN): unasked-for HTTP/2 in the clear (h2c) would
@@ -83,6 +84,30 @@ def serve(settings: Settings, workers: int, threads: int) -> None:
         granian.serve(target_loader=functools.partial(_worker_app, settings), wrap_loader=False)
     except ConfigurationError as exc:
         raise click.ClickException(f"cannot serve on {server.host}:{server.port}: {exc}") from exc
+
+
+class _Granian(Granian):
+    """granian, but a worker that is stopping is given the time it takes.
+
+    granian joins each worker (``Process.join``), which returns as soon as the worker's end of a pipe
+    closes: while it exits, a moment before it can be reaped. granian then looks once more after a
+    millisecond and kills a worker still there, one stop in four on a busy machine here: a worker that
+    had written its last poll counts and was leaving, logged as "refused to gracefully stop". This
+    waits until the worker is gone, up to ``KILL_SECONDS`` in all, as granian's own timeout meant."""
+
+    def _stop_workers(self) -> None:
+        for worker in self.wrks:
+            worker.terminate()
+        deadline = time.monotonic() + KILL_SECONDS
+        for worker in self.wrks:
+            worker.join(max(deadline - time.monotonic(), 0.001))
+            while worker.is_alive() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if worker.is_alive():
+                log.warning("Killing worker-%d after it refused to gracefully stop in %d s", worker.idx + 1, KILL_SECONDS)
+                worker.kill()
+                worker.join()
+        self.wrks.clear()
 
 
 def _check_address(host: str, port: int) -> None:
@@ -109,6 +134,10 @@ def _worker_app(settings: Settings) -> Any:
     # waiting for a shutdown that never came. A supervisor's SIGKILL of the group kills the parent, and the
     # workers follow it at once (_leave_when_orphaned), watching from before the app is made.
     os.setpgid(0, 0)
+    # granian sets the worker's own SIGTERM handling once the app is made; a SIGTERM before that went to the handler
+    # inherited from the parent, which does nothing here, and the worker served on until it was killed 30 s later.
+    # Nothing is served yet, so such a stop is a plain exit.
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     threading.Thread(target=_leave_when_orphaned, args=(os.getppid(),), name="feeds-orphan-watch", daemon=True).start()
     while True:
         try:

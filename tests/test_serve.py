@@ -332,3 +332,33 @@ def test_without_a_base_url_the_links_follow_the_port_it_serves_on(tmp_path):
     assert link == f'<{base}/hub>; rel="hub", <{base}/feeds/all.atom>; rel="self"'
     parsed = feedparser.parse(body)
     assert {entry["href"] for entry in parsed.feed.links if entry["rel"] in ("self", "hub")} == {f"{base}/feeds/all.atom", f"{base}/hub"}
+
+
+def test_a_worker_stopped_while_its_app_is_made_leaves_at_once(tmp_path):
+    """A SIGTERM that reaches a worker before granian has set its own handling (the worker is still making its app)
+    ends it at once, instead of being lost until the worker is killed 30 s later. The worker is held in the making:
+    a replaced worker waits for the database's write lock, which this test holds."""
+    import sqlite3
+
+    server = Served(tmp_path, SERVERS["default"], workers=2)
+    try:
+        first = server.workers()
+        lock = sqlite3.connect(tmp_path / "feeds.db", timeout=30, isolation_level=None)
+        lock.execute("BEGIN IMMEDIATE")  # the replacement's first write (store.outbox.prune) waits for it
+        os.kill(first[0], signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while len(server.workers()) < 2 or server.workers() == first:  # replaced: its app is being made
+            assert time.monotonic() < deadline, "the worker was not replaced"
+            time.sleep(0.05)
+        time.sleep(0.5)
+        started = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(1)
+        lock.execute("ROLLBACK")  # the replacement goes on: without the handling it would make its app and serve on
+        lock.close()
+        server.process.wait(timeout=60)
+        seconds = time.monotonic() - started
+    finally:
+        if server.process.poll() is None:
+            server.stop()
+    assert seconds < 10 and "Killing" not in server.log.read_text(), server.log.read_text()
