@@ -21,7 +21,6 @@ import threading
 import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Protocol
 
 from sqlalchemy.engine import Connection
 
@@ -29,7 +28,7 @@ from feeds.background import PerProcess, one_round
 from feeds.metrics import PUSHES
 from feeds.store import Store
 from feeds.store.outbox import Pushed, Queued
-from feeds.websub.outbound import backoff
+from feeds.outbound import backoff
 
 log = logging.getLogger("feeds.outbox")
 
@@ -37,14 +36,18 @@ LOOK_EVERY = 1.0  # seconds: the longest a channel's thread waits before it look
 TIDY_EVERY = 60.0  # seconds between a channel's ``tidy`` rounds
 
 
-class Channel(Protocol):
+class Channel:
+    """One kind of push: how a batch of it is sent, and what its answers change. By default a channel sends what is due
+    at once and keeps no state of its own."""
+
     name: str
     batch: int  # pushes claimed, and sent, together
-    gather: float  # seconds a woken thread waits for more pushes to send together
+    gather = 0.0  # seconds a woken thread waits for more pushes to send together
     hold: timedelta  # how long a claimed batch is the claimer's: longer than sending it may take
 
     def send(self, items: Sequence[Queued], now: datetime) -> tuple[list[Pushed], int | None]:
         """Push ``items``; what became of each, and what the far end said is left of its quota, if it says."""
+        raise NotImplementedError
 
     def settle(self, conn: Connection, pushed: Sequence[Pushed], now: datetime) -> None:
         """Apply what became of ``pushed`` to the channel's own state, in the transaction that records it."""

@@ -15,12 +15,11 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlencode, urlsplit
 
-from sqlalchemy.engine import Connection
-
 from feeds.config import Settings
+from feeds.outbox import Channel
 from feeds.store import Store
 from feeds.store.outbox import Pushed, Queued
-from feeds.websub.outbound import ANYWHERE, Answer, Policy, request
+from feeds.outbound import Answer, Policy, post
 
 log = logging.getLogger("feeds.reach")
 
@@ -28,7 +27,7 @@ GATHER = 0.5  # seconds a woken channel waits for more URLs to send in the same 
 USER_AGENT = "feeds-publisher/1"
 
 
-class _Engine:
+class _Engine(Channel):
     """What the two engines share as channels: their pace, and no state of their own."""
 
     gather = GATHER
@@ -37,12 +36,6 @@ class _Engine:
         self.settings = settings
         self.policy = Policy(settings.push.retry_seconds)
         self.hold = timedelta(seconds=4 * settings.push.timeout + 5)
-
-    def settle(self, conn: Connection, pushed: Sequence[Pushed], now: datetime) -> None:
-        pass
-
-    def tidy(self, now: datetime) -> None:
-        pass
 
 
 class IndexNow(_Engine):
@@ -127,11 +120,7 @@ def engines(settings: Settings, store: Store) -> list[IndexNow | Baidu]:
 
 
 def _post(settings: Settings, url: str, body: bytes, content_type: str) -> Answer | Exception:
-    try:
-        return request("POST", url, ANYWHERE, settings.push.timeout, body=body, read=64 * 1024,
-                       headers={"Content-Type": content_type, "User-Agent": USER_AGENT})
-    except OSError as exc:
-        return exc
+    return post(url, body, content_type, settings.push.timeout, read=64 * 1024, user_agent=USER_AGENT)
 
 
 def _json(answer: Answer | Exception) -> dict:

@@ -32,19 +32,18 @@ from sqlalchemy.engine import Connection
 from feeds.addresses import hub_address, parse_topic
 from feeds.config import Settings
 from feeds.model import Intent, Owed
+from feeds.outbox import Channel
 from feeds.serving import RenderedFeeds
 from feeds.store import Store
 from feeds.store.outbox import Pushed, Queued
-from feeds.websub.outbound import Policy, Refused, networks, request, retry_after
+from feeds.outbound import Policy, Refused, networks, request, retry_after
 from feeds.writers import FORMATS
 
 log = logging.getLogger("feeds.websub")
 
 
-class _HubChannel:
+class _HubChannel(Channel):
     """What the hub's channels share: a batch a few requests per thread of the pool."""
-
-    gather = 0.0
 
     def __init__(self, store: Store, settings: Settings):
         self.store = store
@@ -60,9 +59,6 @@ class _HubChannel:
             return [work(item) for item in items]
         with ThreadPoolExecutor(max_workers=min(len(items), self.settings.websub.concurrency), thread_name_prefix="websub") as pool:
             return list(pool.map(work, items))
-
-    def tidy(self, now: datetime) -> None:
-        pass
 
 
 class Verifications(_HubChannel):

@@ -20,7 +20,7 @@ from feeds.config import Settings
 from feeds.model import Intent
 from feeds.serving import scope_of
 from feeds.store.subscriptions import LimitReached
-from feeds.websub.outbound import Refused, check_url, networks
+from feeds.outbound import Refused, check_url, networks
 
 bp = Blueprint("hub", __name__)
 

@@ -12,22 +12,20 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
-from sqlalchemy.engine import Connection
-
 from feeds.addresses import feed_address
 from feeds.config import Settings
+from feeds.outbox import Channel
 from feeds.serving import feed_paths
 from feeds.store.outbox import Pushed, Queued
-from feeds.websub.outbound import ANYWHERE, Answer, Policy, request
+from feeds.outbound import Policy, post
 from feeds.writers import FORMATS
 
 
-class Pings:
+class Pings(Channel):
     """Tells another hub (a push's target) of every feed URL of a changed scope (its subject)."""
 
     name = "ping"
     batch = 4
-    gather = 0.0
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -38,12 +36,6 @@ class Pings:
     def send(self, items: Sequence[Queued], now: datetime) -> tuple[list[Pushed], int | None]:
         return [self._ping(item, now) for item in items], None
 
-    def settle(self, conn: Connection, pushed: Sequence[Pushed], now: datetime) -> None:
-        pass
-
-    def tidy(self, now: datetime) -> None:
-        pass
-
     def _ping(self, item: Queued, now: datetime) -> Pushed:
         if item.target not in self.settings.websub.hubs:  # a hub since removed from the config
             return Pushed(item, "dropped")
@@ -51,11 +43,7 @@ class Pings:
             for extension in FORMATS:
                 url = f"{feed_address(self.settings, path)}.{extension}"
                 body = urlencode({"hub.mode": "publish", "hub.url": url}).encode()
-                try:
-                    answer: Answer | Exception = request("POST", item.target, ANYWHERE, self.settings.websub.timeout, body=body,
-                                                         headers={"Content-Type": "application/x-www-form-urlencoded"})
-                except OSError as exc:
-                    answer = exc
+                answer = post(item.target, body, "application/x-www-form-urlencoded", self.settings.websub.timeout)
                 failed = self.policy.answered([item], answer, now, f"hub {item.target}")
                 if failed:
                     return failed[0]
